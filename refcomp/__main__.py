@@ -1,0 +1,7 @@
+"""python -m refcomp"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""Fast paths of the cast: float inputs narrowing into a float format, without flags.
+
+Twins of refcomp.rounding.cast.np_cast_codes on their domain (checked bit for bit by
+tests/test_jit_twins.py).  The domain: float16/32/64 inputs; a target with zero,
+subnormals and a sign, ``man_bits`` at most the input's and ``emin`` at least the input's
+(so a subnormal input never needs its exact exponent); no flags, flushing, DAZ, double
+rounding or backend quirks.  Everything is computed with SoftFloat's "rounding increment"
+formulation, ``n = (sig + incr) >> sh`` with ``incr`` chosen by the mode, and every special
+case is a select, so that the loops vectorise.  Two kernels:
+
+aligned
+    the target has the input's exponent width and bias and IEEE specials (float32 ->
+    bfloat16/tfloat32, float16 -> float8_e5m2, float64 -> e11mM): the shift is a
+    constant and rounding the input's encoding directly gives the target's (a carry runs
+    into the exponent, and past the largest finite value into infinity, as IEEE asks).
+general
+    any other target in the domain: the shift grows below the target's min normal.
+
+Stochastic rounding fits the same form exactly: the discarded fraction of a float input
+has ``sh`` bits, and adding the top ``sh`` bits of the element's 64-bit word gives
+``P(up) = rem / 2**sh``, the same decision as the general core's ``F + w >= 2**64`` (the
+low bits of ``w`` cannot carry).  Only elements with ``sh > 63`` (values far below the
+quantum) need more than 64 bits; :func:`slow_indices` finds them for the general path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import CACHE
+from ..rounding.unpack import bits_view
+from .core import (EXP64, GAMMA, QUIET64, scale2, sel, bits_from_f64, f64_from_f16_bits, f64_from_f32_bits,
+                   splitmix64)
+
+__all__ = ["fast_params", "fast_cast", "slow_indices"]
+
+_KERNELS: dict = {}
+
+
+def fast_params(p, in_e: int, in_m: int, fmt):
+    """Scalars of the fast kernels, or None when the cast is outside their domain."""
+    from ..rounding.params import P
+    bias_in = (1 << (in_e - 1)) - 1
+    if (p[P.VIA32] and in_m == 52) or p[P.DAZ] or p[P.FLUSH] or p[P.QUIRK] \
+            or p[P.NEGRULE] or p[P.ZERORULE] or not fmt.has_zero or not fmt.subnormals \
+            or not fmt.signed or fmt.man_bits > in_m or fmt.emin < 1 - bias_in:
+        return None
+    m = fmt.man_bits
+    mode = int(p[P.MODE])
+    sign_bit = 1 << (fmt.width - 1)
+    maxcode = int(p[P.MAXCODE])
+    kind, rule = int(p[P.NANKIND]), int(p[P.NANRULE])
+    if fmt.inf_code is not None:
+        inf_res = fmt.inf_code
+    elif kind == 3:
+        inf_res = sign_bit
+    elif kind == 2:
+        inf_res = sign_bit - 1
+    else:
+        inf_res = maxcode
+    saturate = bool(p[P.OVF])
+    ovf_pos = inf_res if (not saturate and mode in (0, 1, 3, 6)) else maxcode
+    ovf_neg = inf_res if (not saturate and mode in (0, 1, 4, 6)) else maxcode
+    if p[P.INFRULE]:
+        inf_code = maxcode
+    elif fmt.inf_code is not None:
+        inf_code = fmt.inf_code
+    elif saturate or kind == 0:
+        inf_code = maxcode
+    else:
+        inf_code = inf_res
+    # NaN code = (sign ^ flip ? nan_sign : 0) | nan_base | (payload >> (in_m - m) if pay)
+    flip, use_pay = 0, 0
+    if kind == 0:
+        nan_base, nan_sign, flip = 0, sign_bit, int(rule == 4)
+    elif kind == 3:
+        nan_base, nan_sign = sign_bit, 0
+    elif kind == 2:
+        nan_base, nan_sign = sign_bit - 1, sign_bit
+    else:
+        quiet = 1 << (m - 1)
+        mant = (1 << m) - 1 if rule == 2 else quiet
+        nan_base, nan_sign, use_pay = fmt.inf_code | mant, sign_bit, int(rule == 0)
+    aligned = int(fmt.exp_bits == in_e and fmt.bias == bias_in and fmt.has_inf)
+    from ..formats.codec import decode
+    vb = decode(np.array([ovf_pos, ovf_neg | sign_bit, inf_code, inf_code | sign_bit],
+                         dtype=np.uint64), fmt).view(np.uint64)
+    return (m, in_m - m, fmt.emin + bias_in, fmt.emax + bias_in, maxcode, sign_bit, ovf_pos,
+            ovf_neg, inf_code, nan_base, nan_sign, flip, use_pay,
+            int(fmt.has_negative_zero), mode, int(p[P.RBITS]), in_m + 2, aligned,
+            vb[0], vb[1], vb[2], vb[3], kind, bias_in)
+
+
+def slow_indices(flat, layout, q) -> np.ndarray:
+    """Stochastic elements whose discarded fraction exceeds 63 bits (general path)."""
+    in_e, in_m = layout
+    thr = q[2] + q[1] - 63                  # Ef < eminb + base_sh - 63  <=>  sh > 63
+    u = bits_view(flat)
+    E = (u >> np.array(in_m, dtype=u.dtype)) & np.array((1 << in_e) - 1, dtype=u.dtype)
+    tiny = (E < thr) & ((u & np.array((1 << (in_e + in_m)) - 1, dtype=u.dtype)) != 0)
+    return np.flatnonzero(tiny)
+
+
+def _make_general(sr: bool, want_values: bool, in_e: int, in_m: int):
+    width = 1 + in_e + in_m
+    emask = (1 << in_e) - 1
+    U = np.uint64
+
+    @njit(cache=CACHE)
+    def kernel(xb, out, q, key, pow2):
+        (m, base_sh, eminb, emaxb, maxcode, sign_bit, ovf_pos, ovf_neg, inf_code, nan_base,
+         nan_sign, flip, use_pay, negzero, mode, rbits, max_sh, _al, vb_op, vb_on, vb_ip,
+         vb_in, kind, bias_in) = q
+        nslow = 0
+        one = U(1)
+        zero = U(0)
+        all1 = ~zero
+        k_ne = all1 if mode == 0 else zero
+        k_na = all1 if mode == 1 else zero
+        k_tp = all1 if mode == 3 else zero
+        k_tn = all1 if mode == 4 else zero
+        k_odd = one if mode == 5 else zero
+        mU = U(m)
+        for i in range(xb.size):
+            u = U(xb[i])
+            s = u >> U(width - 1)
+            E = (u >> U(in_m)) & U(emask)
+            M = u & U((1 << in_m) - 1)
+            sub = E == zero
+            Ef = one if sub else E
+            sig = M if sub else M | (one << U(in_m))
+            d = np.int64(eminb) - np.int64(Ef)
+            sh_true = base_sh + (d if d > 0 else 0)
+            if sr:
+                shs = sh_true if sh_true < 63 else 63
+                rsh = shs if (rbits == 0) | (rbits >= shs) else rbits
+                w = splitmix64(key + U(i + 1) * GAMMA)
+                wtop = (w >> U(64 - rsh)) if rsh > 0 else zero
+                n = ((sig >> U(shs - rsh)) + wtop) >> U(rsh)
+                nslow += np.int64((sh_true > 63) & (sig != zero) & (E != U(emask)))
+            else:
+                sh = sh_true if sh_true < max_sh else max_sh
+                shU = U(sh)
+                half = one << U(sh - 1 if sh > 0 else 0)
+                mask = (one << shU) - one
+                neg = zero - s                                  # all ones when negative
+                incr = ((half - one + ((sig >> shU) & one)) & k_ne) | (half & k_na) \
+                    | (mask & ((k_tp & ~neg) | (k_tn & neg)))
+                incr = incr if sh > 0 else zero
+                n = ((sig + incr) >> shU) | (k_odd & U((sig & mask) != zero))
+            normal = Ef > U(eminb)
+            code = n + sel(normal, (Ef - U(eminb)) << mU, zero)
+            over = (Ef > U(emaxb)) | (code > U(maxcode))
+            neg = s != zero
+            code = sel(over, sel(neg, U(ovf_neg), U(ovf_pos)), code)
+            special = E == U(emask)
+            code = sel(special, U(inf_code), code)
+            keep_sign = neg & ((negzero != 0) | (n != zero) | special | over)
+            code = code | sel(keep_sign, U(sign_bit), zero)
+            nsign = sel((s ^ U(flip)) != zero, U(nan_sign), zero)
+            ncode = nsign | U(nan_base) | ((M >> U(base_sh)) & U(0 - use_pay))
+            is_nan = special & (M != zero)
+            if want_values:
+                qexp = np.int64(sel(normal, Ef, U(eminb))) - bias_in - m
+                vb = bits_from_f64(scale2(n, qexp)) | sel(keep_sign, one << U(63), zero)
+                vb = sel(over, sel(neg, U(vb_on), U(vb_op)), vb)
+                vb = sel(special, sel(neg, U(vb_in), U(vb_ip)), vb)
+                out[i] = sel(is_nan, nan_value_bits(ncode, m, sign_bit, kind), vb)
+            else:
+                out[i] = sel(is_nan, ncode, code)
+        return nslow
+    return kernel
+
+
+def _widener(in_m: int):
+    """float64 bit pattern of an input-format bit pattern (exact widening)."""
+    if in_m == 52:
+        return njit(inline="always")(lambda b: b)
+    if in_m == 23:
+        return njit(inline="always")(lambda b: bits_from_f64(f64_from_f32_bits(np.uint32(b))))
+    return njit(inline="always")(lambda b: bits_from_f64(f64_from_f16_bits(np.uint16(b))))
+
+
+def _make_aligned(sr: bool, want_values: bool, in_e: int, in_m: int):
+    width = 1 + in_e + in_m
+    absmask = (1 << (in_e + in_m)) - 1
+    U = np.uint64
+    widen = _widener(in_m)
+
+    @njit(cache=CACHE)
+    def kernel(xb, out, q, key, pow2):
+        (m, sh, _eminb, _emaxb, maxcode, sign_bit, ovf_pos, ovf_neg, inf_code, nan_base,
+         _ns, _fl, use_pay, _nz, mode, rbits, _mx, _al, _v0, _v1, _v2, _v3, _k, _b) = q
+        one = U(1)
+        zero = U(0)
+        all1 = ~zero
+        shU = U(sh)
+        rounds = sh > 0
+        half = one << U(sh - 1 if rounds else 0)
+        mask = (one << shU) - one
+        k_ne = all1 if (mode == 0) & rounds else zero
+        k_na = all1 if (mode == 1) & rounds else zero
+        k_tp = all1 if mode == 3 else zero
+        k_tn = all1 if mode == 4 else zero
+        k_odd = one if mode == 5 else zero
+        rsh = sh if (rbits == 0) | (rbits >= sh) else rbits
+        inf_in = U(((1 << in_e) - 1) << in_m)          # the input's infinity, magnitude
+        for i in range(xb.size):
+            u = U(xb[i])
+            s = u >> U(width - 1)
+            a = u & U(absmask)
+            if sr:
+                w = splitmix64(key + U(i + 1) * GAMMA)
+                wtop = (w >> U(64 - rsh)) if rsh > 0 else zero
+                code = ((a >> U(sh - rsh)) + wtop) >> U(rsh)
+            else:
+                neg = zero - s
+                incr = ((half - one + ((a >> shU) & one)) & k_ne) | (half & k_na) \
+                    | (mask & ((k_tp & ~neg) | (k_tn & neg)))
+                code = ((a + incr) >> shU) | (k_odd & U((a & mask) != zero))
+            over = code > U(maxcode)
+            code = sel(over, sel(s != zero, U(ovf_neg), U(ovf_pos)), code)
+            code = sel(a == inf_in, U(inf_code), code)
+            ncode = U(nan_base) | (((a & U((1 << in_m) - 1)) >> shU) & U(0 - use_pay))
+            code = sel(a > inf_in, ncode, code)
+            code = code | sel(s != zero, U(sign_bit), zero)
+            if want_values:
+                out[i] = widen(code << shU)
+            else:
+                out[i] = code
+        return 0
+    return kernel
+
+
+@njit(inline="always")
+def nan_value_bits(ncode, m, sign_bit, kind):
+    """float64 bit pattern of the value of a NaN result code (codec.decode's rule)."""
+    one = np.uint64(1)
+    neg = (ncode & np.uint64(sign_bit)) != np.uint64(0)
+    sbit = (one << np.uint64(63)) if neg else np.uint64(0)
+    payload = (ncode & ((one << np.uint64(m)) - one)) << np.uint64(52 - m)
+    payload = sel(payload == np.uint64(0), QUIET64, payload)
+    return sbit if kind == 0 else sbit | EXP64 | payload
+
+
+def fast_cast(flat, layout, q, out, want_values, key, pow2) -> int:
+    """Run the matching fast kernel (`q` from :func:`fast_params`); return how many
+    stochastic elements need the general path (see :func:`slow_indices`)."""
+    sr = key is not None
+    aligned = bool(q[17])
+    k = (aligned, sr, want_values, layout)
+    kern = _KERNELS.get(k)
+    if kern is None:
+        make = _make_aligned if aligned else _make_general
+        kern = _KERNELS[k] = make(sr, want_values, layout[0], layout[1])
+    return kern(bits_view(flat), out.view(np.uint64) if want_values else out, q,
+                np.uint64(key if sr else 0), pow2)
