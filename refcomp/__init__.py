@@ -7,7 +7,7 @@ algorithms built on them.
 0.333251953125
 """
 
-from . import formats
+from . import formats, ops
 from ._version import __version__
 from .formats import FloatFormat
 from .rounding import (PROFILES, Flag, Overflow, Profile, Rounding, Subnormals, Tininess,
@@ -17,11 +17,3 @@ __all__ = ["__version__", "formats", "ops", "FloatFormat", "cast", "cast_bits", 
            "Overflow", "Subnormals", "Tininess", "Flag", "flag_names", "PROFILES", "Profile",
            "get_profile"]
 
-
-def __getattr__(name):
-    # refcomp.ops is imported on first use (it compiles nothing at import, but keeps
-    # `import refcomp` light)
-    if name == "ops":
-        from . import ops
-        return ops
-    raise AttributeError(f"module 'refcomp' has no attribute {name!r}")

@@ -127,7 +127,7 @@ def fast_plan(p, layout, fmt):
     return fast_params(p, layout[0], layout[1], fmt)
 
 
-def run_fast(flat, layout, plan, out, want_values, key):
+def run_fast(flat, layout, plan, out, out_kind, key, vshift=0):
     """Run the fast kernel; return indices the general path must redo."""
-    nslow = fast_cast(flat, layout, plan, out, want_values, key, POW2)
+    nslow = fast_cast(flat, layout, plan, out, out_kind, key, POW2, vshift)
     return slow_indices(flat, layout, plan) if nslow else np.zeros(0, dtype=np.int64)

@@ -115,15 +115,52 @@ def f64_from_f16_bits(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def f16_bits_from_f64(typingctx, x):
+    """float16 bit pattern of a float64 that float16 represents exactly (LLVM fptrunc)."""
+    sig = types.uint16(types.float64)
+
+    def codegen(context, builder, signature, args):
+        # through float32 (exact here): x86 converts float -> half natively (F16C), while
+        # a direct double -> half truncation becomes a runtime-library call
+        f = builder.fptrunc(args[0], ir.FloatType())
+        h = builder.fptrunc(f, ir.HalfType())
+        return builder.bitcast(h, ir.IntType(16))
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def store_value(vb, code, shift, kind):
+    """The value in the output dtype (kind is a compile-time constant): 0 float64 bits (vb),
+    1 float32, 2 float16 bits, 3/4 float32/float16 bits as ``code << shift`` (formats with
+    the output dtype's exponent layout).  Exactness was checked when the plan was made."""
+    if kind == 0:
+        return vb
+    if kind == 1:
+        return np.float32(f64_from_bits(vb))
+    if kind == 2:
+        return f16_bits_from_f64(f64_from_bits(vb))
+    return code << U64(shift)
+
+
 @njit(inline="always")
 def sel(c, a, b):
-    """``a if c else b`` for uint64 a, b, as bit arithmetic (never a branch)."""
-    return b ^ ((a ^ b) & (Z - U64(c)))
+    """``a if c else b`` for uint64 a, b.  Both operands are evaluated before the call,
+    so LLVM emits a select (a vector blend), never a branch."""
+    return U64(a) if c else U64(b)
+
+
+@njit(inline="always")
+def isel(c, a, b):
+    """``a if c else b`` for int64 a, b (a select, as :func:`sel`)."""
+    return I64(a) if c else I64(b)
 
 
 @njit(inline="always")
 def clamp(x, lo, hi):
-    return lo if x < lo else (hi if x > hi else x)
+    """x limited to [lo, hi] (LLVM smin/smax: no branch)."""
+    return min(max(x, lo), hi)
 
 
 @njit(inline="always")
@@ -160,11 +197,28 @@ def config(p):
     rbits = p[_RBITS]
     to_inf_pos = (mode == 0 or mode == 1 or mode == 6 or mode == 3) and p[_OVF] == 0
     to_inf_neg = (mode == 0 or mode == 1 or mode == 6 or mode == 4) and p[_OVF] == 0
+    # NaN code = (sign ^ flip ? nan_sign : 0) | nan_base | (payload >> (52 - m) if use_pay)
+    nanrule = p[_NANRULE]
+    flip = Z
+    use_pay = Z
+    if nankind == 0:
+        nan_base, nan_sign = Z, sign_bit
+        flip = ONE if nanrule == 4 else Z
+    elif nankind == 3:
+        nan_base, nan_sign = sign_bit, Z
+    elif nankind == 2:
+        nan_base, nan_sign = ones, sign_bit
+    else:
+        quiet = ONE << U64(m - 1)
+        mant = ((ONE << U64(m)) - ONE) if nanrule == 2 else quiet
+        nan_base, nan_sign = U64(infcode) | mant, sign_bit
+        use_pay = ~Z if nanrule == 0 else Z
     return (m, p[_EMIN], p[_EMAX], width, signed, p[_HASZERO] != 0, p[_NEGZERO] != 0,
             maxcode, infcode, nankind, sign_bit, ones, inf_res, K, rbits, to_inf_pos,
             to_inf_neg, p[_FLUSH] != 0, p[_TININESS] != 0 or mode == 6, p[_SUBN] != 0,
-            p[_NANRULE], p[_OVF] != 0 or nankind == 0,
-            p[_NEGRULE] != 0, p[_ZERORULE] != 0, p[_QUIRK] != 0, p[_BIAS], p[_INFRULE] != 0)
+            nanrule, p[_OVF] != 0 or nankind == 0,
+            p[_NEGRULE] != 0, p[_ZERORULE] != 0, p[_QUIRK] != 0, p[_BIAS], p[_INFRULE] != 0,
+            (nan_base, nan_sign, flip, use_pay))
 
 
 @njit(inline="always")
@@ -173,18 +227,17 @@ def sr_decide(sig, sh, rem, st, w, rbits):
     near = sh <= 64
     F_near = rem << U64(clamp(64 - sh, 0, 63))
     d = clamp(sh - 64, 0, 64)
-    low = ALL if d >= 64 else (ONE << U64(clamp(d, 0, 63))) - ONE
-    F_far = Z if d >= 64 else sig >> U64(clamp(d, 0, 63))
-    F = F_near if near else F_far
-    win = (st << U64(clamp(64 - sh, 0, 63))) if near else (U64((sig & low) != Z) | st)
+    low = sel(d >= 64, ALL, (ONE << U64(clamp(d, 0, 63))) - ONE)
+    F_far = sel(d >= 64, Z, sig >> U64(clamp(d, 0, 63)))
+    F = sel(near, F_near, F_far)
+    win = sel(near, st << U64(clamp(64 - sh, 0, 63)), U64((sig & low) != Z) | st)
     total = F + w
     carry = U64(total < w)
-    if rbits > 0 and rbits < 64:
-        r = U64(rbits)
-        up_r = U64(((F >> (U64(64) - r)) + (w >> (U64(64) - r))) >= (ONE << r))
-        return up_r, Z
+    r = U64(clamp(rbits, 1, 63))
+    up_r = U64(((F >> (U64(64) - r)) + (w >> (U64(64) - r))) >= (ONE << r))
+    use_r = (rbits > 0) & (rbits < 64)
     amb = U64(total >= (Z - win)) & U64(win != Z) & (ONE - carry)
-    return carry, (Z if rbits > 0 else amb)
+    return sel(use_r, up_r, carry), sel(rbits > 0, Z, amb)
 
 
 @njit(inline="always")
@@ -194,8 +247,8 @@ def round_at(s, sig, lsb, sticky, qe, K, w, rbits):
     sh = qe - lsb
     exact = sh <= 0
     shc = clamp(sh, 1, 63)
-    rem = Z if exact else sig & ((ONE << U64(shc)) - ONE)
-    n = (sig << U64(clamp(-sh, 0, 63))) if exact else (sig >> U64(shc))
+    rem = sel(exact, Z, sig & ((ONE << U64(shc)) - ONE))
+    n = sel(exact, sig << U64(clamp(-sh, 0, 63)), sig >> U64(shc))
     half = ONE << U64(shc - 1)
     st = U64(sticky)
     inexact = U64(rem != Z) | st
@@ -209,24 +262,10 @@ def round_at(s, sig, lsb, sticky, qe, K, w, rbits):
 @njit(inline="always")
 def nan_code(s, c, payload):
     """Twin of core.nan_code (payload in float64 layout)."""
-    m, nankind, sign_bit, ones, nanrule = c[0], c[9], c[10], c[11], c[20]
-    if nankind == 0:
-        flip = ONE if nanrule == 4 else Z
-        return sign_bit if (s ^ flip) != Z else Z
-    if nankind == 3:
-        return sign_bit
-    sp = sign_bit if s != Z else Z
-    if nankind == 2:
-        return sp | ones
-    mu = U64(m)
-    quiet = ONE << (mu - ONE)
-    if nanrule == 2:
-        mant = (ONE << mu) - ONE
-    elif nanrule == 1:
-        mant = quiet
-    else:
-        mant = (payload >> (U64(52) - mu)) | quiet
-    return sp | U64(c[8]) | mant
+    m = c[0]
+    nan_base, nan_sign, flip, use_pay = c[27]
+    return sel((s ^ flip) != Z, nan_sign, Z) | nan_base | \
+        ((payload >> U64(52 - m)) & use_pay)
 
 
 @njit(inline="always")
@@ -235,39 +274,37 @@ def pack_float(s, e, sig, lsb, sticky, c, w):
     (m, emin, emax, width, signed, haszero, negzero, maxcode, _infcode, _nk, sign_bit,
      _ones, inf_res, K, rbits, to_inf_pos, to_inf_neg, flush, tin_before, subn) = c[:20]
     below = e < emin
-    gap = below and not subn
-    qe = emin if gap else (e if e > emin else emin) - m
+    gap = below & (not subn)
+    qe = isel(gap, emin, max(e, emin) - m)
     n, inexact, amb = round_at(s, sig, lsb, sticky, qe, K, w, rbits)
     n2, _i, _a = round_at(s, sig, lsb, sticky, e - m, K, w, rbits)
-    tiny = below if tin_before else \
-        (e < emin - 1) or (e == emin - 1 and n2 < (ONE << U64(m + 1)))
+    tiny_after = (e < emin - 1) | ((e == emin - 1) & (n2 < (ONE << U64(m + 1))))
+    tiny = (tin_before & below) | ((not tin_before) & tiny_after)
     expo = U64(clamp(e - emin, 0, 4096)) << U64(m)
-    if haszero:
-        code = (n << U64(m)) if gap else n + expo
-    else:
-        code = n + expo - (ONE << U64(m))
+    code = sel(haszero, sel(gap, n << U64(m), n + expo), n + expo - (ONE << U64(m)))
     zero_result = n == Z
-    over = e > emax or (not zero_result and not below and code > maxcode)
-    to_inf = to_inf_neg if s != Z else to_inf_pos
-    code = (inf_res if to_inf else maxcode) if over else code
-    fl = (OVERFLOW | INEXACT) if over else U8(0)
-    amb = amb if e <= emax else Z
-    flushit = haszero and flush and tiny and not over
-    code = Z if flushit else code
-    zero_result = zero_result or flushit
-    amb = Z if flushit else amb
-    fl |= (UNDERFLOW | INEXACT) if flushit else U8(0)
-    fl |= UNDERFLOW if (haszero and tiny and inexact != Z) else U8(0)
-    clampmin = below and not haszero
-    code = Z if clampmin else code
-    amb = Z if clampmin else amb
-    fl |= (UNDERFLOW | INEXACT) if clampmin else U8(0)
-    fl |= INEXACT if inexact != Z else U8(0)
-    code = (code | sign_bit) if (signed and s != Z and (negzero or not zero_result)) else code
-    bad = (not signed) and s != Z and (not zero_result or not haszero)
-    code = nan_code(Z, c, Z) if bad else code
-    fl = INVALID if bad else fl
-    return code, fl, amb
+    over = (e > emax) | ((not zero_result) & (not below) & (code > maxcode))
+    neg = s != Z
+    to_inf = (neg & to_inf_neg) | ((not neg) & to_inf_pos)
+    code = sel(over, sel(to_inf, inf_res, maxcode), code)
+    fl = sel(over, U64(OVERFLOW | INEXACT), Z)
+    amb = sel(e <= emax, amb, Z)
+    flushit = haszero & flush & tiny & (not over)
+    code = sel(flushit, Z, code)
+    zero_result = zero_result | flushit
+    amb = sel(flushit, Z, amb)
+    fl |= sel(flushit, U64(UNDERFLOW | INEXACT), Z)
+    fl |= sel(haszero & tiny & (inexact != Z), U64(UNDERFLOW), Z)
+    clampmin = below & (not haszero)
+    code = sel(clampmin, Z, code)
+    amb = sel(clampmin, Z, amb)
+    fl |= sel(clampmin, U64(UNDERFLOW | INEXACT), Z)
+    fl |= sel(inexact != Z, U64(INEXACT), Z)
+    code = code | sel(signed & neg & (negzero | (not zero_result)), sign_bit, Z)
+    bad = (not signed) & neg & ((not zero_result) | (not haszero))
+    code = sel(bad, nan_code(Z, c, Z), code)
+    fl = sel(bad, U64(INVALID), fl)
+    return code, U8(fl), amb
 
 
 @njit(inline="always")
@@ -278,44 +315,33 @@ def cast_one(cls, s, e, sig, lsb, sticky, payload, c, w):
         c[23], c[24]
     signed = c[4]
     s_nan = s
-    s = Z if negrule else s
-    sgn = sign_bit if s != Z else Z
+    s = sel(negrule, Z, s)
+    sgn = sel(s != Z, sign_bit, Z)
     # finite
     code, fl, amb = pack_float(s, e, sig, lsb, sticky, c, w)
-    pow2 = (sig & (sig - ONE)) == Z and not sticky
-    q_on = quirk and e < -126 and s == Z
-    code = (ONE if (e == -127 and not pow2) else Z) if q_on else code
-    fl = (U8(0) if (e == -127 and pow2) else INEXACT) if q_on else fl
+    pow2 = ((sig & (sig - ONE)) == Z) & (not sticky)
+    q_on = quirk & (e < -126) & (s == Z)
+    e127 = e == -127
+    code = sel(q_on, U64(e127 & (not pow2)), code)
+    fl = U8(sel(q_on, sel(e127 & pow2, Z, U64(INEXACT)), U64(fl)))
     # zero
-    if haszero:
-        zcode = sgn if negzero else Z
-        zfl = U8(0)
-    else:
-        zcode = Z if zerorule else nan_code(s, c, Z)
-        zfl = (INEXACT | UNDERFLOW) if zerorule else INVALID
+    zcode = sel(haszero, sel(negzero, sgn, Z), sel(zerorule, Z, nan_code(s, c, Z)))
+    zfl = sel(haszero, Z, sel(zerorule, U64(INEXACT | UNDERFLOW), U64(INVALID)))
     # infinity
-    if c[26]:
-        icode = sgn | maxcode
-        ifl = INVALID
-    elif infcode >= 0:
-        icode = sgn | U64(infcode)
-        ifl = U8(0)
-    else:
-        icode = sgn | (maxcode if inf_to_max else inf_res)
-        ifl = INVALID
-    ibad = (not signed) and s != Z
-    icode = nan_code(s, c, Z) if ibad else icode
-    ifl = INVALID if ibad else ifl
+    has_inf = infcode >= 0
+    icode = sgn | sel(c[26], maxcode, sel(has_inf, U64(max(infcode, 0)),
+                                          sel(inf_to_max, maxcode, inf_res)))
+    ifl = sel(has_inf & (not c[26]), Z, U64(INVALID))
+    ibad = (not signed) & (s != Z)
+    icode = sel(ibad, nan_code(s, c, Z), icode)
+    ifl = sel(ibad, U64(INVALID), ifl)
     # NaN
     ncode = nan_code(s_nan, c, payload)
-    nfl = INVALID if ((payload & QUIET64) == Z or nankind == 0) else U8(0)
-    if cls == FINITE:
-        return code, fl, amb
-    if cls == ZERO:
-        return zcode, zfl, Z
-    if cls == INF:
-        return icode, ifl, Z
-    return ncode, nfl, Z
+    nfl = sel(((payload & QUIET64) == Z) | (nankind == 0), U64(INVALID), Z)
+    fin, zer, inf = cls == FINITE, cls == ZERO, cls == INF
+    out = sel(fin, code, sel(zer, zcode, sel(inf, icode, ncode)))
+    ofl = sel(fin, U64(fl), sel(zer, zfl, sel(inf, ifl, nfl)))
+    return out, U8(ofl), sel(fin, amb, Z)
 
 
 @njit(inline="always")
@@ -327,16 +353,13 @@ def unpack_float(u, in_e, in_m, daz):
     E = I64((u >> U64(in_m)) & U64(emask))
     M = u & ((ONE << U64(in_m)) - ONE)
     sub = E == 0
-    sig = M if sub else M | (ONE << U64(in_m))
-    lsb = (I64(1) if sub else E) - bias - in_m
+    sig = sel(sub, M, M | (ONE << U64(in_m)))
+    lsb = isel(sub, I64(1), E) - bias - in_m
     e = lsb + bitlen(sig) - 1
     special = E == emask
-    if special:
-        cls = INF if M == Z else NAN
-    elif sub and (M == Z or daz):
-        cls = ZERO
-    else:
-        cls = FINITE
+    zero = sub & ((M == Z) | daz)
+    cls = I64(FINITE) + I64(special) * (I64(INF) - I64(FINITE) + I64(M != Z)) \
+        - I64(zero) * I64(FINITE)
     return cls, s, e, sig, lsb, False, M << U64(52 - in_m)
 
 
@@ -347,7 +370,7 @@ def unpack_mag(neg, mag):
     k = clamp(length - 62, 0, 2)
     sig = mag >> U64(k)
     sticky = (mag & ((ONE << U64(k)) - ONE)) != Z
-    cls = ZERO if mag == Z else FINITE
+    cls = isel(mag == Z, I64(ZERO), I64(FINITE))
     return cls, U64(neg), length - 1, sig, k, sticky, Z
 
 
@@ -362,17 +385,17 @@ def decode_bits(code, c, pow2):
     field = I64(mag >> U64(m))
     frac = mag & mmask
     sub = haszero & (field == 0)
-    n = (frac if subn else Z) if sub else frac | (ONE << U64(m))
-    q = clamp((emin - m) if sub else field - bias - m, -1074, 1023)
+    n = sel(sub, sel(subn, frac, Z), frac | (ONE << U64(m)))
+    q = clamp(isel(sub, emin - m, field - bias - m), -1074, 1023)
     v = np.float64(n) * pow2[q + 1074]
-    bits = bits_from_f64(-v if neg else v)
-    sbit = (ONE << U64(63)) if neg else Z
+    sbit = sel(neg, ONE << U64(63), Z)
+    bits = bits_from_f64(v) | sbit
     has_inf = infcode >= 0
-    infc = U64(infcode) if has_inf else ALL
+    infc = sel(has_inf, U64(max(infcode, 0)), ALL)
     is_inf = has_inf & (mag == infc)
     is_nan = ((nankind == 1) & (mag > infc)) | ((nankind == 2) & (mag == ones)) \
         | ((nankind == 3) & (code == sign_bit))
     payload = frac << U64(52 - m)
-    payload = QUIET64 if payload == Z else payload
-    bits = (sbit | EXP64) if is_inf else bits
-    return (sbit | EXP64 | payload) if is_nan else bits
+    payload = sel(payload == Z, QUIET64, payload)
+    bits = sel(is_inf, sbit | EXP64, bits)
+    return sel(is_nan, sbit | EXP64 | payload, bits)

@@ -30,7 +30,7 @@ from numba import njit
 
 from . import CACHE
 from ..rounding.unpack import bits_view
-from .core import (EXP64, GAMMA, QUIET64, scale2, sel, bits_from_f64, f64_from_f16_bits, f64_from_f32_bits,
+from .core import (EXP64, GAMMA, QUIET64, isel, scale2, sel, store_value, bits_from_f64, f64_from_f16_bits, f64_from_f32_bits,
                    splitmix64)
 
 __all__ = ["fast_params", "fast_cast", "slow_indices"]
@@ -102,73 +102,108 @@ def slow_indices(flat, layout, q) -> np.ndarray:
     return np.flatnonzero(tiny)
 
 
-def _make_general(sr: bool, want_values: bool, in_e: int, in_m: int):
+@njit(inline="always")
+def nan_value_bits(ncode, m, sign_bit, kind):
+    """float64 bit pattern of the value of a NaN result code (codec.decode's rule)."""
+    one = np.uint64(1)
+    neg = (ncode & np.uint64(sign_bit)) != np.uint64(0)
+    sbit = (one << np.uint64(63)) if neg else np.uint64(0)
+    payload = (ncode & ((one << np.uint64(m)) - one)) << np.uint64(52 - m)
+    payload = sel(payload == np.uint64(0), QUIET64, payload)
+    return sbit if kind == 0 else sbit | EXP64 | payload
+
+
+@njit(inline="always")
+def narrow(u, q, in_e, in_m, mode, w):
+    """Round one IEEE bit pattern (``in_e``/``in_m`` layout) into the target.
+
+    `mode` is the rounding code (a compile-time constant at every call site); `w` the
+    stochastic word.  Returns (code, float64 bit pattern of the value).
+    """
+    (m, base_sh, eminb, emaxb, maxcode, sign_bit, ovf_pos, ovf_neg, inf_code, nan_base,
+     nan_sign, flip, use_pay, negzero, _mode, rbits, max_sh, _al, vb_op, vb_on, vb_ip,
+     vb_in, kind, bias_in) = q
+    sr = mode == 6
+    U = np.uint64
+    one = U(1)
+    zero = U(0)
+    emask = (1 << in_e) - 1
+    s = u >> U(in_e + in_m)
+    E = (u >> U(in_m)) & U(emask)
+    M = u & U((1 << in_m) - 1)
+    sub = E == zero
+    Ef = sel(sub, one, E)
+    sig = sel(sub, M, M | (one << U(in_m)))
+    d = np.int64(eminb) - np.int64(Ef)
+    sh_true = base_sh + max(d, 0)
+    if sr:
+        shs = min(sh_true, 63)
+        rsh = isel((rbits == 0) | (rbits >= shs), shs, rbits)
+        wtop = sel(rsh > 0, w >> U(64 - max(rsh, 1)), zero)
+        n = ((sig >> U(shs - rsh)) + wtop) >> U(rsh)
+    else:
+        sh = min(sh_true, max_sh)
+        shU = U(sh)
+        half = one << U(max(sh - 1, 0))
+        mask = (one << shU) - one
+        neg = zero - s                                  # all ones when negative
+        if mode == 0:
+            incr = half - one + ((sig >> shU) & one)
+        elif mode == 1:
+            incr = half
+        elif mode == 3:
+            incr = mask & ~neg
+        elif mode == 4:
+            incr = mask & neg
+        else:
+            incr = zero
+        incr = sel(sh > 0, incr, zero)
+        n = (sig + incr) >> shU
+        if mode == 5:
+            n = n | U((sig & mask) != zero)
+    normal = Ef > U(eminb)
+    code = n + sel(normal, (Ef - U(eminb)) << U(m), zero)
+    over = (Ef > U(emaxb)) | (code > U(maxcode))
+    negv = s != zero
+    code = sel(over, sel(negv, U(ovf_neg), U(ovf_pos)), code)
+    special = E == U(emask)
+    code = sel(special, U(inf_code), code)
+    keep_sign = negv & ((negzero != 0) | (n != zero) | special | over)
+    code = code | sel(keep_sign, U(sign_bit), zero)
+    nsign = sel((s ^ U(flip)) != zero, U(nan_sign), zero)
+    ncode = nsign | U(nan_base) | ((M >> U(base_sh)) & U(0 - use_pay))
+    is_nan = special & (M != zero)
+    qexp = np.int64(sel(normal, Ef, U(eminb))) - bias_in - m
+    vb = bits_from_f64(scale2(n, qexp)) | sel(keep_sign, one << U(63), zero)
+    vb = sel(over, sel(negv, U(vb_on), U(vb_op)), vb)
+    vb = sel(special, sel(negv, U(vb_in), U(vb_ip)), vb)
+    vb = sel(is_nan, nan_value_bits(ncode, m, sign_bit, kind), vb)
+    return sel(is_nan, ncode, code), vb
+
+
+def _make_general(mode: int, out_kind: int, in_e: int, in_m: int):
+    sr = mode == 6
     width = 1 + in_e + in_m
     emask = (1 << in_e) - 1
     U = np.uint64
 
     @njit(cache=CACHE)
-    def kernel(xb, out, q, key, pow2):
-        (m, base_sh, eminb, emaxb, maxcode, sign_bit, ovf_pos, ovf_neg, inf_code, nan_base,
-         nan_sign, flip, use_pay, negzero, mode, rbits, max_sh, _al, vb_op, vb_on, vb_ip,
-         vb_in, kind, bias_in) = q
+    def kernel(xb, out, q, key, pow2, vshift):
+        base_sh, eminb = q[1], q[2]
         nslow = 0
-        one = U(1)
-        zero = U(0)
-        all1 = ~zero
-        k_ne = all1 if mode == 0 else zero
-        k_na = all1 if mode == 1 else zero
-        k_tp = all1 if mode == 3 else zero
-        k_tn = all1 if mode == 4 else zero
-        k_odd = one if mode == 5 else zero
-        mU = U(m)
         for i in range(xb.size):
             u = U(xb[i])
-            s = u >> U(width - 1)
-            E = (u >> U(in_m)) & U(emask)
-            M = u & U((1 << in_m) - 1)
-            sub = E == zero
-            Ef = one if sub else E
-            sig = M if sub else M | (one << U(in_m))
-            d = np.int64(eminb) - np.int64(Ef)
-            sh_true = base_sh + (d if d > 0 else 0)
+            w = splitmix64(key + U(i + 1) * GAMMA) if sr else U(0)
+            code, vb = narrow(u, q, in_e, in_m, mode, w)
+            if out_kind < 0:
+                out[i] = code
+            else:
+                out[i] = store_value(vb, code, vshift, out_kind)
             if sr:
-                shs = sh_true if sh_true < 63 else 63
-                rsh = shs if (rbits == 0) | (rbits >= shs) else rbits
-                w = splitmix64(key + U(i + 1) * GAMMA)
-                wtop = (w >> U(64 - rsh)) if rsh > 0 else zero
-                n = ((sig >> U(shs - rsh)) + wtop) >> U(rsh)
-                nslow += np.int64((sh_true > 63) & (sig != zero) & (E != U(emask)))
-            else:
-                sh = sh_true if sh_true < max_sh else max_sh
-                shU = U(sh)
-                half = one << U(sh - 1 if sh > 0 else 0)
-                mask = (one << shU) - one
-                neg = zero - s                                  # all ones when negative
-                incr = ((half - one + ((sig >> shU) & one)) & k_ne) | (half & k_na) \
-                    | (mask & ((k_tp & ~neg) | (k_tn & neg)))
-                incr = incr if sh > 0 else zero
-                n = ((sig + incr) >> shU) | (k_odd & U((sig & mask) != zero))
-            normal = Ef > U(eminb)
-            code = n + sel(normal, (Ef - U(eminb)) << mU, zero)
-            over = (Ef > U(emaxb)) | (code > U(maxcode))
-            neg = s != zero
-            code = sel(over, sel(neg, U(ovf_neg), U(ovf_pos)), code)
-            special = E == U(emask)
-            code = sel(special, U(inf_code), code)
-            keep_sign = neg & ((negzero != 0) | (n != zero) | special | over)
-            code = code | sel(keep_sign, U(sign_bit), zero)
-            nsign = sel((s ^ U(flip)) != zero, U(nan_sign), zero)
-            ncode = nsign | U(nan_base) | ((M >> U(base_sh)) & U(0 - use_pay))
-            is_nan = special & (M != zero)
-            if want_values:
-                qexp = np.int64(sel(normal, Ef, U(eminb))) - bias_in - m
-                vb = bits_from_f64(scale2(n, qexp)) | sel(keep_sign, one << U(63), zero)
-                vb = sel(over, sel(neg, U(vb_on), U(vb_op)), vb)
-                vb = sel(special, sel(neg, U(vb_in), U(vb_ip)), vb)
-                out[i] = sel(is_nan, nan_value_bits(ncode, m, sign_bit, kind), vb)
-            else:
-                out[i] = sel(is_nan, ncode, code)
+                E = (u >> U(in_m)) & U(emask)
+                Ef = max(np.int64(E), 1)
+                tiny = (base_sh + (eminb - Ef) > 63) & ((u & U((1 << (width - 1)) - 1)) != 0)
+                nslow += np.int64(tiny & (E != U(emask)))
         return nslow
     return kernel
 
@@ -182,16 +217,17 @@ def _widener(in_m: int):
     return njit(inline="always")(lambda b: bits_from_f64(f64_from_f16_bits(np.uint16(b))))
 
 
-def _make_aligned(sr: bool, want_values: bool, in_e: int, in_m: int):
+def _make_aligned(mode: int, out_kind: int, in_e: int, in_m: int):
+    sr = mode == 6
     width = 1 + in_e + in_m
     absmask = (1 << (in_e + in_m)) - 1
     U = np.uint64
     widen = _widener(in_m)
 
     @njit(cache=CACHE)
-    def kernel(xb, out, q, key, pow2):
+    def kernel(xb, out, q, key, pow2, vshift):
         (m, sh, _eminb, _emaxb, maxcode, sign_bit, ovf_pos, ovf_neg, inf_code, nan_base,
-         _ns, _fl, use_pay, _nz, mode, rbits, _mx, _al, _v0, _v1, _v2, _v3, _k, _b) = q
+         _ns, _fl, use_pay, _nz, _mode, rbits, _mx, _al, _v0, _v1, _v2, _v3, _k, _b) = q
         one = U(1)
         zero = U(0)
         all1 = ~zero
@@ -203,7 +239,7 @@ def _make_aligned(sr: bool, want_values: bool, in_e: int, in_m: int):
         k_na = all1 if (mode == 1) & rounds else zero
         k_tp = all1 if mode == 3 else zero
         k_tn = all1 if mode == 4 else zero
-        k_odd = one if mode == 5 else zero
+        k_odd = one if mode == 5 else zero       # compile-time: folded by LLVM
         rsh = sh if (rbits == 0) | (rbits >= sh) else rbits
         inf_in = U(((1 << in_e) - 1) << in_m)          # the input's infinity, magnitude
         for i in range(xb.size):
@@ -225,34 +261,35 @@ def _make_aligned(sr: bool, want_values: bool, in_e: int, in_m: int):
             ncode = U(nan_base) | (((a & U((1 << in_m) - 1)) >> shU) & U(0 - use_pay))
             code = sel(a > inf_in, ncode, code)
             code = code | sel(s != zero, U(sign_bit), zero)
-            if want_values:
-                out[i] = widen(code << shU)
-            else:
+            if out_kind < 0:
                 out[i] = code
+            else:
+                out[i] = store_value(widen(code << shU), code, vshift, out_kind)
         return 0
     return kernel
 
 
-@njit(inline="always")
-def nan_value_bits(ncode, m, sign_bit, kind):
-    """float64 bit pattern of the value of a NaN result code (codec.decode's rule)."""
-    one = np.uint64(1)
-    neg = (ncode & np.uint64(sign_bit)) != np.uint64(0)
-    sbit = (one << np.uint64(63)) if neg else np.uint64(0)
-    payload = (ncode & ((one << np.uint64(m)) - one)) << np.uint64(52 - m)
-    payload = sel(payload == np.uint64(0), QUIET64, payload)
-    return sbit if kind == 0 else sbit | EXP64 | payload
-
-
-def fast_cast(flat, layout, q, out, want_values, key, pow2) -> int:
+def fast_cast(flat, layout, q, out, out_kind, key, pow2, vshift=0) -> int:
     """Run the matching fast kernel (`q` from :func:`fast_params`); return how many
     stochastic elements need the general path (see :func:`slow_indices`)."""
     sr = key is not None
     aligned = bool(q[17])
-    k = (aligned, sr, want_values, layout)
+    mode = int(q[14])
+    k = (aligned, mode, out_kind, layout)
     kern = _KERNELS.get(k)
     if kern is None:
         make = _make_aligned if aligned else _make_general
-        kern = _KERNELS[k] = make(sr, want_values, layout[0], layout[1])
-    return kern(bits_view(flat), out.view(np.uint64) if want_values else out, q,
-                np.uint64(key if sr else 0), pow2)
+        kern = _KERNELS[k] = make(mode, out_kind, layout[0], layout[1])
+    return kern(bits_view(flat), out_view(out, out_kind), q, np.uint64(key if sr else 0),
+                pow2, vshift)
+
+
+def out_view(out, out_kind):
+    """The array a kernel writes: codes as they are, float64 and float16 values as bits."""
+    if out_kind == 0:
+        return out.view(np.uint64)
+    if out_kind in (2, 4):
+        return out.view(np.uint16)
+    if out_kind == 3:
+        return out.view(np.uint32)
+    return out

@@ -25,7 +25,7 @@ from .unpack import (FINITE, FLOAT_LAYOUT, INF, NAN, ZERO, Unpacked, bits_view,
                      unpack_float_bits, unpack_int)
 
 __all__ = ["cast", "cast_bits", "CastPlan", "make_plan", "as_input", "cast_codes",
-           "cast_unpacked"]
+           "cast_unpacked", "value_dtype", "value_shift"]
 
 #: elements per chunk: bounds the NumPy twin's temporaries and the random words held
 CHUNK = 1 << 16
@@ -61,6 +61,35 @@ def make_plan(fmt, rounding="nearest_even", overflow=None, subnormals=None, rng=
     p = target_params(fmt, rnd, ovf, sub, as_tininess(tininess),
                       as_random_bits(random_bits, rnd), rule)
     return CastPlan(fmt, p, rnd, as_generator(rng, rnd))
+
+
+#: (exp_bits, man_bits, bias) of the value dtypes besides float64, and their kernel codes
+_VALUE_DTYPES = {np.dtype(np.float64): (11, 52, 1023, 0), np.dtype(np.float32): (8, 23, 127, 1),
+                 np.dtype(np.float16): (5, 10, 15, 2)}
+
+
+def value_dtype(fmt: FloatFormat, dtype):
+    """Check an output dtype for values: every value of `fmt` must be exact in it.
+
+    Returns (numpy dtype, kernel output code).
+    """
+    dt = np.dtype(np.float64 if dtype is None else dtype)
+    if dt not in _VALUE_DTYPES:
+        raise TypeError(f"dtype={dt} is not float64, float32 or float16")
+    e, m, bias, kind = _VALUE_DTYPES[dt]
+    emin = 1 - bias
+    if fmt.man_bits > m or fmt.emax > bias or fmt.emin - fmt.man_bits < emin - m:
+        raise ValueError(f"dtype={dt} cannot hold every value of {fmt.name} exactly "
+                         f"(it has {fmt.man_bits} mantissa bits, quanta down to 2**"
+                         f"{fmt.emin - fmt.man_bits}, exponents up to {fmt.emax}); use float64")
+    if kind and fmt.exp_bits == e and fmt.bias == bias and fmt.has_inf and fmt.subnormals:
+        kind += 2         # same exponent layout: the value's bits are the code shifted left
+    return dt, kind
+
+
+def value_shift(fmt: FloatFormat, dt) -> int:
+    """Mantissa shift from a format's code to a same-layout value dtype's bits."""
+    return _VALUE_DTYPES[np.dtype(dt)][1] - fmt.man_bits
 
 
 def as_input(x, what: str = "x", allow_int: bool = True):
@@ -212,10 +241,11 @@ def _exact_magnitude(value) -> Fraction:
         else abs(Fraction(float(value)))
 
 
-def cast_codes(flat, layout, plan: CastPlan, want_values: bool, want_flags: bool):
+def cast_codes(flat, layout, plan: CastPlan, vdtype, want_flags: bool):
     """Run a cast over a flat contiguous array; returns (output, flags or None).
 
-    The output is float64 values (``want_values``) or codes in the format's storage dtype.
+    The output is values in dtype `vdtype` (from :func:`value_dtype`), or codes in the
+    format's storage dtype when `vdtype` is None.
     Stochastic rounding draws one 64-bit key from the generator; element i uses the i-th
     SplitMix64 word of that key (:func:`refcomp.rounding.stochastic.words`), and the rare
     ambiguous elements are then settled with further words from the generator.
@@ -225,15 +255,22 @@ def cast_codes(flat, layout, plan: CastPlan, want_values: bool, want_flags: bool
     sr = plan.rounding is Rounding.STOCHASTIC
     key = int(plan.rng.bit_generator.random_raw()) if sr else None
     storage = plan.fmt.storage_dtype
+    want_values = vdtype is not None
+    if want_values:
+        vdtype, out_kind = value_dtype(plan.fmt, vdtype)
+    else:
+        out_kind = -1
     if _jit.enabled():
         from .._jit import cast_kernels as jk
-        out = np.empty(size, dtype=np.float64 if want_values else storage)
-        flags = np.empty(size, dtype=np.uint8) if want_flags else None
         fast = None if (layout is None or want_flags) else jk.fast_plan(p, layout, plan.fmt)
+        flags = np.empty(size, dtype=np.uint8) if want_flags else None
         if fast is None:
+            out = np.empty(size, dtype=np.float64 if want_values else storage)
             amb = jk.run_cast(flat, layout, p, key, 0, out, want_values, flags)
         else:
-            redo = jk.run_fast(flat, layout, fast, out, want_values, key)
+            out = np.empty(size, dtype=vdtype if want_values else storage)
+            redo = jk.run_fast(flat, layout, fast, out, out_kind, key,
+                               value_shift(plan.fmt, vdtype) if want_values else 0)
             amb = np.zeros(0, dtype=np.int64)
             if redo.size:        # stochastic roundings far below the quantum
                 words = stochastic.words_at(key, redo)
@@ -254,6 +291,8 @@ def cast_codes(flat, layout, plan: CastPlan, want_values: bool, want_flags: bool
         flags = flags if want_flags else None
     if sr and amb.size:
         _settle(flat, layout, plan, key, amb, out, flags, want_values)
+    if want_values and out.dtype != vdtype:
+        out = out.astype(vdtype)          # exact: value_dtype checked it
     return out, flags
 
 
@@ -276,10 +315,11 @@ def _settle(flat, layout, plan, key, idx, out, flags, want_values):
 
 
 def _run(x, fmt, rounding, overflow, subnormals, rng, flags, tininess, profile, random_bits,
-         bits: bool):
+         bits: bool, dtype=None):
     plan = make_plan(fmt, rounding, overflow, subnormals, rng, tininess, profile, random_bits)
     arr, layout = as_input(x)
-    out, fl = cast_codes(arr.reshape(-1), layout, plan, not bits, bool(flags))
+    vdtype = None if bits else value_dtype(plan.fmt, dtype)[0]
+    out, fl = cast_codes(arr.reshape(-1), layout, plan, vdtype, bool(flags))
     out = out.reshape(arr.shape)
     if arr.ndim == 0:
         out = out[()]
@@ -290,7 +330,7 @@ def _run(x, fmt, rounding, overflow, subnormals, rng, flags, tininess, profile, 
 
 
 def cast(x, fmt, rounding="nearest_even", *, overflow=None, subnormals=None, rng=None,
-         flags=False, tininess="after", profile=None, random_bits=None):
+         flags=False, tininess="after", profile=None, random_bits=None, dtype=None):
     """Round values into a format; return the results as exact float64 values.
 
     Parameters
@@ -324,10 +364,13 @@ def cast(x, fmt, rounding="nearest_even", *, overflow=None, subnormals=None, rng
         Stochastic rounding with r random bits: the discarded fraction truncated to r bits
         is added to r random bits and the carry rounds up, as hardware SR units do.  By
         default the probability of rounding up is exactly the discarded fraction.
+    dtype : {float64, float32, float16}, optional
+        dtype of the returned values (default float64); a narrower one is accepted only
+        when it holds every value of `fmt` exactly (e.g. float32 for bfloat16 and float8).
 
     Returns
     -------
-    values : numpy.ndarray of float64 (a NumPy scalar for scalar input)
+    values : numpy.ndarray of `dtype` (a NumPy scalar for scalar input)
     flags : numpy.ndarray of uint8, only with ``flags=True``
 
     Notes
@@ -350,7 +393,7 @@ def cast(x, fmt, rounding="nearest_even", *, overflow=None, subnormals=None, rng
     (0.0, 'inexact|underflow')
     """
     return _run(x, fmt, rounding, overflow, subnormals, rng, flags, tininess, profile,
-                random_bits, bits=False)
+                random_bits, bits=False, dtype=dtype)
 
 
 def cast_bits(x, fmt, rounding="nearest_even", *, overflow=None, subnormals=None, rng=None,
