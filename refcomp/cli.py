@@ -11,6 +11,7 @@ cast VALUE FORMAT  round a value; print bits, value and flags
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import numpy as np
@@ -49,16 +50,19 @@ def _rules(f: FloatFormat) -> list[str]:
                          "tiny values round to 0 or +-min normal")
         lines.append(f"normals     exponent field E >= 1: (-1)^S * 1.M * 2^(E-{f.bias})")
     else:
-        lines.append(f"values      every exponent field E: 1.M * 2^(E-{f.bias}); no zero, "
-                     "no subnormals")
+        lines.append(f"values      exponent field E (all codes but NaN): 1.M * 2^(E-{f.bias});"
+                     " no zero, no subnormals")
     if f.specials is Specials.IEEE:
         lines.append(f"infinity    exponent all ones, mantissa 0 ({_code(f, f.inf_code)})")
         lines.append(f"NaN         exponent all ones, mantissa != 0; quiet bit = top mantissa "
                      f"bit (canonical {_code(f, f.nan_code)})")
     elif f.specials is Specials.FN:
         lines.append("infinity    none")
-        lines.append(f"NaN         only the all-ones code of each sign ({_code(f, f.nan_code)}"
-                     + (f", {_code(f, f.nan_code | f.sign_bit)})" if f.signed else ")"))
+        if f.signed:
+            lines.append(f"NaN         only the all-ones code of each sign "
+                         f"({_code(f, f.nan_code)}, {_code(f, f.nan_code | f.sign_bit)})")
+        else:
+            lines.append(f"NaN         only the all-ones code ({_code(f, f.nan_code)})")
     elif f.specials is Specials.FNUZ:
         lines.append("infinity    none")
         lines.append(f"NaN         the single code {_code(f, f.nan_code)} (the negative-zero "
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_profiles)
     p = sub.add_parser("cast", help="round one value into a format")
+    # let "-1e9", "-inf", "-0x1p-2" be values, not options
+    p._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan|0x)", re.IGNORECASE)
     p.add_argument("value", help="a decimal or hexadecimal (0x1.8p-3) float")
     p.add_argument("format")
     p.add_argument("--rounding", default="nearest_even")

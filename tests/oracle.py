@@ -148,7 +148,9 @@ def round_value(a: Fraction, neg: bool, fmt: Fmt, mode: str, *, overflow="ieee",
 
 def _sign_check(kind, value, neg, fmt: Fmt, flags):
     if neg and not fmt.signed and not (kind == "finite" and value == 0 and fmt.has_zero):
-        return ("nan", None, False, INVALID)
+        # invalid: NaN, or +0 in a format without NaN
+        return ("nan", None, False, INVALID) if fmt.has_nan else \
+            ("finite", Fraction(0), False, INVALID)
     if kind == "finite" and value == 0 and not fmt.neg_zero:
         neg = False
     return (kind, value, neg, flags)
@@ -165,7 +167,7 @@ def cast_oracle(x, fmt: Fmt, mode: str, **kw):
     if isinstance(x, float) and math.isinf(x):
         neg = x < 0
         if neg and not fmt.signed:
-            return ("nan", None, False, INVALID)
+            return _sign_check("nan", None, True, fmt, INVALID)
         if fmt.has_inf:
             return ("inf", None, neg, 0)
         if kw.get("overflow") == "saturate" or not fmt.has_nan:
@@ -178,3 +180,16 @@ def cast_oracle(x, fmt: Fmt, mode: str, **kw):
             return ("nan", None, False, INVALID)
         return ("finite", Fraction(0), neg and fmt.neg_zero, 0)
     return round_value(abs(a), a < 0, fmt, mode, **kw)
+
+
+def round_sqrt(q: Fraction, fmt: Fmt, mode: str, **kw):
+    """Round sqrt(q) (q > 0) into fmt.  A rational root is rounded exactly; an irrational
+    one by a dyadic point strictly inside a 2**-K interval that holds the root and no
+    rounding boundary (boundaries are dyadic with exponents far above -K)."""
+    n, d = q.numerator, q.denominator
+    rn, rd = math.isqrt(n), math.isqrt(d)
+    if rn * rn == n and rd * rd == d:
+        return round_value(Fraction(rn, rd), False, fmt, mode, **kw)
+    K = 1400
+    S = math.isqrt((n << (2 * K)) // d)          # floor(sqrt(q) * 2**K)
+    return round_value(Fraction(2 * S + 1, 1 << (K + 1)), False, fmt, mode, **kw)

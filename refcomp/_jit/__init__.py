@@ -7,8 +7,10 @@ implementations on the same inputs and compare them bit for bit).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 __all__ = ["enabled", "use_jit"]
 
@@ -16,6 +18,36 @@ _state = {"enabled": os.environ.get("REFCOMP_DISABLE_JIT", "").strip() in ("", "
 
 #: Numba's on-disk cache of compiled kernels (off with REFCOMP_NUMBA_CACHE=0)
 CACHE = os.environ.get("REFCOMP_NUMBA_CACHE", "1").strip() != "0"
+
+
+def _drop_stale_kernels() -> None:
+    """Delete cached kernels compiled from other sources than the present ones.
+
+    Numba invalidates a cached function only when the file that defines it changes, not
+    when a function it inlines from another file does; a kernel could then run old
+    arithmetic.  The marker holds a hash of every source the kernels are built from.
+    """
+    here = Path(__file__).resolve().parent
+    sources = sorted(here.glob("*.py")) + [here.parent / "rounding" / "params.py"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    cache = here / "__pycache__"
+    marker = cache / "refcomp-kernels.sha256"
+    try:
+        if marker.read_text() == digest:
+            return
+    except OSError:
+        pass
+    try:
+        cache.mkdir(exist_ok=True)
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink()
+        marker.write_text(digest)
+    except OSError:            # read-only install: Numba cannot write its cache there either
+        pass
+
+
+if CACHE and not os.environ.get("NUMBA_CACHE_DIR"):
+    _drop_stale_kernels()
 
 
 def enabled() -> bool:

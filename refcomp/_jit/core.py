@@ -91,28 +91,23 @@ def scale2(n, q):
     return (np.float64(np.int64(n)) * p1) * p2
 
 
-@intrinsic
-def f64_from_f32_bits(typingctx, x):
-    """The float64 value of a float32 bit pattern (bitcast, then exact widening)."""
-    sig = types.float64(types.uint32)
+def _widening(from_ir, from_numba, doc):
+    @intrinsic
+    def widen(typingctx, x):
+        sig = types.float64(from_numba)
 
-    def codegen(context, builder, signature, args):
-        f = builder.bitcast(args[0], ir.FloatType())
-        return builder.fpext(f, ir.DoubleType())
+        def codegen(context, builder, signature, args):
+            return builder.fpext(builder.bitcast(args[0], from_ir), ir.DoubleType())
 
-    return sig, codegen
+        return sig, codegen
+    widen.__doc__ = doc
+    return widen
 
 
-@intrinsic
-def f64_from_f16_bits(typingctx, x):
-    """The float64 value of a float16 bit pattern (bitcast, then exact widening)."""
-    sig = types.float64(types.uint16)
-
-    def codegen(context, builder, signature, args):
-        f = builder.bitcast(args[0], ir.HalfType())
-        return builder.fpext(f, ir.DoubleType())
-
-    return sig, codegen
+f64_from_f32_bits = _widening(ir.FloatType(), types.uint32,
+                              "The float64 value of a float32 bit pattern (exact widening).")
+f64_from_f16_bits = _widening(ir.HalfType(), types.uint16,
+                              "The float64 value of a float16 bit pattern (exact widening).")
 
 
 @intrinsic
@@ -146,15 +141,15 @@ def store_value(vb, code, shift, kind):
 
 @njit(inline="always")
 def sel(c, a, b):
-    """``a if c else b`` for uint64 a, b.  Both operands are evaluated before the call,
-    so LLVM emits a select (a vector blend), never a branch."""
-    return U64(a) if c else U64(b)
+    """``a if c else b`` for uint64 a, b, as bit arithmetic: LLVM can turn a select whose
+    arm is expensive back into a branch (which stops vectorisation); this it cannot."""
+    return U64(b) ^ ((U64(a) ^ U64(b)) & (Z - U64(c)))
 
 
 @njit(inline="always")
 def isel(c, a, b):
-    """``a if c else b`` for int64 a, b (a select, as :func:`sel`)."""
-    return I64(a) if c else I64(b)
+    """``a if c else b`` for int64 a, b, as bit arithmetic (see :func:`sel`)."""
+    return I64(b) ^ ((I64(a) ^ I64(b)) & (-I64(c)))
 
 
 @njit(inline="always")
@@ -232,7 +227,9 @@ def sr_decide(sig, sh, rem, st, w, rbits):
     F = sel(near, F_near, F_far)
     win = sel(near, st << U64(clamp(64 - sh, 0, 63)), U64((sig & low) != Z) | st)
     total = F + w
-    carry = U64(total < w)
+    # carry out of F + w without the "sum < operand" idiom, which LLVM turns into an
+    # overflow intrinsic its loop vectoriser does not handle
+    carry = ((F >> ONE) + (w >> ONE) + (F & w & ONE)) >> U64(63)
     r = U64(clamp(rbits, 1, 63))
     up_r = U64(((F >> (U64(64) - r)) + (w >> (U64(64) - r))) >= (ONE << r))
     use_r = (rbits > 0) & (rbits < 64)

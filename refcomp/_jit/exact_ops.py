@@ -109,6 +109,16 @@ def nan_prop(ca, sa, pa, cb, sb, pb):
 
 
 @njit(inline="always")
+def specials(cls, s, pay, fl, dn, ca, sa, pa, cb, sb, pb):
+    """The last overrides of a two-operand result: invalid operations (``dn``) give the
+    default NaN, then NaN operands propagate (the NumPy spec's first two ``put``s)."""
+    cls, s, pay, fl = isel(dn, NAN, cls), sel(dn, ONE, s), sel(dn, QUIET, pay), \
+        sel(dn, INVALID, fl)
+    isn, ns, npay, nfl = nan_prop(ca, sa, pa, cb, sb, pb)
+    return isel(isn, NAN, cls), sel(isn, ns, s), sel(isn, npay, pay), sel(isn, nfl, fl)
+
+
+@njit(inline="always")
 def x_add(ca, sa, ea, ga, la, pa, cb, sb0, eb, gb, lb, pb, negate, tn):
     """Twin of exact.add."""
     sb = sb0 ^ negate
@@ -139,12 +149,7 @@ def x_add(ca, sa, ea, ga, la, pa, cb, sb0, eb, gb, lb, pb, negate, tn):
     bi, ai = cb == INF, ca == INF
     cls, s = isel(bi, INF, cls), sel(bi, sb, s)
     cls, s = isel(ai, INF, cls), sel(ai, sa, s)
-    dn = ai & bi & (sa != sb)
-    cls, s, pay, fl = isel(dn, NAN, cls), sel(dn, ONE, s), sel(dn, QUIET, pay), \
-        sel(dn, INVALID, fl)
-    isn, ns, npay, nfl = nan_prop(ca, sa, pa, cb, sb0, pb)
-    cls, s, pay, fl = isel(isn, NAN, cls), sel(isn, ns, s), sel(isn, npay, pay), \
-        sel(isn, nfl, fl)
+    cls, s, pay, fl = specials(cls, s, pay, fl, ai & bi & (sa != sb), ca, sa, pa, cb, sb0, pb)
     return cls, s, e, sig, lsb, st, pay, fl
 
 
@@ -158,12 +163,7 @@ def x_mul(ca, sa, ea, ga, la, pa, cb, sb, eb, gb, lb, pb):
     az, bz, ai, bi = ca == ZERO, cb == ZERO, ca == INF, cb == INF
     cls = isel(az | bz, ZERO, cls)
     cls = isel(ai | bi, INF, cls)
-    dn = (ai & bz) | (bi & az)
-    cls, s, pay, fl = isel(dn, NAN, cls), sel(dn, ONE, s), sel(dn, QUIET, pay), \
-        sel(dn, INVALID, fl)
-    isn, ns, npay, nfl = nan_prop(ca, sa, pa, cb, sb, pb)
-    cls, s, pay, fl = isel(isn, NAN, cls), sel(isn, ns, s), sel(isn, npay, pay), \
-        sel(isn, nfl, fl)
+    cls, s, pay, fl = specials(cls, s, pay, fl, (ai & bz) | (bi & az), ca, sa, pa, cb, sb, pb)
     return cls, s, e, sig, lsb, st, pay, fl
 
 
@@ -248,13 +248,8 @@ def x_div(ca, sa, ea, ga, la, pa, cb, sb, eb, gb, lb, pb):
     cls, fl = isel(bz, INF, cls), sel(bz, DIVZERO, fl)
     cls = isel(az, ZERO, cls)
     cls = isel(bi, ZERO, cls)
-    cls = isel(ai, INF, cls)
-    dn = (ai & bi) | (az & bz)
-    cls, s, pay, fl = isel(dn, NAN, cls), sel(dn, ONE, s), sel(dn, QUIET, pay), \
-        sel(dn, INVALID, fl)
-    isn, ns, npay, nfl = nan_prop(ca, sa, pa, cb, sb, pb)
-    cls, s, pay, fl = isel(isn, NAN, cls), sel(isn, ns, s), sel(isn, npay, pay), \
-        sel(isn, nfl, fl)
+    cls, fl = isel(ai, INF, cls), sel(ai, Z, fl)        # inf / 0 is an exact infinity
+    cls, s, pay, fl = specials(cls, s, pay, fl, (ai & bi) | (az & bz), ca, sa, pa, cb, sb, pb)
     return cls, s, e, sig, lsb, st, pay, fl
 
 

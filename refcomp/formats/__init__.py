@@ -15,7 +15,11 @@ def __getattr__(name: str):
     try:
         return CATALOG[name]
     except KeyError:
-        raise AttributeError(f"module 'refcomp.formats' has no attribute {name!r}") from None
+        import difflib
+        close = difflib.get_close_matches(name, list(CATALOG), n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise AttributeError(f"module 'refcomp.formats' has no attribute {name!r}{hint}") \
+            from None
 
 
 def __dir__():

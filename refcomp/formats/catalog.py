@@ -86,8 +86,8 @@ def get(fmt) -> FloatFormat:
     --------
     >>> get("bf16").name
     'bfloat16'
-    >>> get("e3m2").max_finite
-    28.0
+    >>> get("e3m2").max_finite              # IEEE-like: 1.75 * 2**3
+    14.0
     """
     if isinstance(fmt, FloatFormat):
         return fmt

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._bits import bit_length
+from .._inputs import to_array
 from .floatformat import FloatFormat, Specials
 
-__all__ = ["decode", "encode", "as_bits_array"]
+__all__ = ["decode", "encode", "as_bits_array", "widen"]
 
 _QUIET64 = np.uint64(1 << 51)
 _EXP64 = np.uint64(0x7FF << 52)
@@ -31,13 +32,21 @@ def _fmt(fmt) -> FloatFormat:
 def as_bits_array(bits, fmt: FloatFormat) -> np.ndarray:
     """Validate bit patterns: integers in ``[0, 2**width)``; returned as uint64."""
     arr = np.asarray(bits)
-    if arr.dtype == object:
-        try:
-            arr = np.asarray(bits, dtype=np.uint64)
-        except (OverflowError, TypeError, ValueError):
-            raise TypeError(f"bit patterns must be integers, got {bits!r}") from None
+    if arr.dtype == object or (arr.dtype.kind == "f" and not isinstance(bits, np.ndarray)):
+        flat = np.asarray(bits, dtype=object).ravel()
+        ints = [v for v in flat if isinstance(v, (int, np.integer))
+                and not isinstance(v, (bool, np.bool_))]
+        if len(ints) == flat.size:                 # Python ints NumPy could not type
+            big = [v for v in ints if not 0 <= int(v) < 1 << fmt.width]
+            if big:
+                raise ValueError(f"bit pattern {int(big[0])} does not fit {fmt.name}: codes "
+                                 f"are integers in [0, 2**{fmt.width})")
+            arr = np.array([int(v) for v in ints], dtype=np.uint64).reshape(np.shape(bits))
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.uint64)
     if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
-        raise TypeError(f"bit patterns must be an integer array, got dtype {arr.dtype}")
+        raise TypeError(f"bit patterns must be integers, got dtype {arr.dtype}"
+                        + (f" (e.g. {arr.ravel()[0]!r})" if arr.size else ""))
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         bad = arr[arr < 0].flat[0]
         raise ValueError(f"bit pattern {bad} is negative; {fmt.name} codes are unsigned")
@@ -197,17 +206,40 @@ def encode(values, fmt) -> np.ndarray:
     return out.astype(fmt.storage_dtype)
 
 
+_IEEE_OF_DTYPE = {2: ("float16", np.uint16), 4: ("float32", np.uint32)}
+
+
+def widen(arr: np.ndarray) -> np.ndarray:
+    """float16/32/64 values as float64, exactly -- signalling NaNs included.
+
+    ``astype(np.float64)`` quiets signalling NaNs (the hardware conversion does, and NumPy
+    warns); decoding the bit patterns keeps them signalling, with the payload aligned at
+    the top of the float64 mantissa.
+    """
+    if arr.dtype == np.float64:
+        return arr
+    name, uint = _IEEE_OF_DTYPE[arr.dtype.itemsize]
+    from .catalog import CATALOG
+    bits = np.ascontiguousarray(arr).view(uint).reshape(arr.shape)   # keeps 0-d shapes
+    return decode(bits, CATALOG[name])
+
+
 def _as_float64(values) -> np.ndarray:
-    arr = np.asarray(values)
+    arr = to_array(values, "values to encode")
     if arr.dtype.kind == "f" and arr.dtype.itemsize in (2, 4, 8):
-        return arr.astype(np.float64)
-    if arr.dtype.kind in "iu" and arr.dtype != np.bool_:
-        f = arr.astype(np.float64)
-        if np.any(f.astype(arr.dtype) != arr) or np.any(np.abs(f) >= 2.0 ** 63):
-            bad = arr[(f.astype(arr.dtype) != arr) | (np.abs(f) >= 2.0 ** 63)].flat[0]
-            raise ValueError(f"integer {bad} is not exact in float64; round it with "
-                             "refcomp.cast_bits")
-        return f
+        return widen(arr)
+    if arr.dtype.kind in "iu":
+        # exact in float64 iff the integer has at most 53 significant bits
+        mag = np.where(arr < 0, -(arr.astype(np.int64).astype(np.uint64)),
+                       arr.astype(np.uint64)) if arr.dtype.kind == "i" else \
+            arr.astype(np.uint64)
+        span = bit_length(mag) - bit_length(mag & (~mag + np.uint64(1)))
+        bad = span >= 53
+        if np.any(bad):
+            raise ValueError(f"integer {arr[bad].flat[0]} is not exact in float64; round "
+                             "it with refcomp.cast_bits")
+        return np.where(arr < 0, -mag.astype(np.float64), mag.astype(np.float64)) \
+            if arr.dtype.kind == "i" else mag.astype(np.float64)
     raise TypeError(f"values to encode must be a float16/32/64 or integer array, "
                     f"got dtype {arr.dtype}")
 

@@ -7,7 +7,9 @@ from fractions import Fraction
 import numpy as np
 
 from .. import _jit
+from .._inputs import check_bool
 from ..formats import codec
+from ..formats.codec import widen
 from ..rounding import stochastic
 from ..rounding.cast import (CHUNK, CastPlan, as_input, cast_unpacked, make_plan, value_dtype,
                              value_shift)
@@ -54,7 +56,7 @@ def _np_codes(op, flats, plan: CastPlan, words=None, force=None):
     amb = np.empty(size, dtype=bool)
     for a in range(0, size, CHUNK):
         b = min(size, a + CHUNK)
-        us = [exact.operand(f[a:b], daz) for f in flats]
+        us = [exact.operand(widen(f[a:b]), daz) for f in flats]
         res, opfl = fn(us, int(p[P.MODE]))
         w = None if words is None else words[a:b]
         fo = None if force is None else force[a:b]
@@ -67,7 +69,7 @@ def _settle(op, flats, plan, key, idx, out, flags):
     """Exact decisions for ambiguous stochastic roundings of an operation's results."""
     p = plan.p
     subs = [f[idx] for f in flats]
-    res, _ = OPS[op][1]([exact.operand(s.astype(np.float64)) for s in subs], int(p[P.MODE]))
+    res, _ = OPS[op][1]([exact.operand(widen(s)) for s in subs], int(p[P.MODE]))
     qe = np.maximum(res.e, int(p[P.EMIN])) - int(p[P.M])
     if not p[P.SUBN]:
         qe = np.where(res.e < p[P.EMIN], p[P.EMIN], qe)
@@ -89,6 +91,7 @@ def run_op(op, args, names, fmt, rounding, overflow, subnormals, rng, flags, tin
            profile, random_bits, dtype=None):
     """Evaluate a correctly rounded operation; see the public functions in arith.py."""
     plan = make_plan(fmt, rounding, overflow, subnormals, rng, tininess, profile, random_bits)
+    flags = check_bool(flags, "flags")
     vdtype, out_kind = value_dtype(plan.fmt, dtype)
     flats, shape = _operands(args, names)
     size = flats[0].size

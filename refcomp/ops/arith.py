@@ -47,9 +47,9 @@ _AB = """    a, b : array_like of float
 
 
 @_doc("Correctly rounded a + b.", _AB, """    >>> import refcomp as rc
-    >>> float(rc.ops.add(1.0, 2.0 ** -9, "bfloat16"))   # a tie: to even
+    >>> float(rc.ops.add(1.0, 2.0 ** -8, "bfloat16"))   # a tie: to even
     1.0
-    >>> float(rc.ops.add(1.0, 2.0 ** -9, "bfloat16", "nearest_away"))
+    >>> float(rc.ops.add(1.0, 2.0 ** -8, "bfloat16", "nearest_away"))
     1.0078125
 """)
 def add(a, b, fmt, rounding="nearest_even", *, flags=False, tininess="after", overflow=None,

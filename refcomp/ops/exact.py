@@ -152,13 +152,17 @@ def _reduce128(hi, lo, lsb):
     return lsb + length - 1, low, lsb + k, lost
 
 
+def _product_specials(ua: Unpacked, ub: Unpacked):
+    """Result builder of a product or quotient after NaN propagation, with the sign and
+    the infinity / zero masks of the operands."""
+    r = _Result(ua.cls.size)
+    _propagate(r, ua, ub)
+    return r, ua.s ^ ub.s, ua.cls == INF, ub.cls == INF, ua.cls == ZERO, ub.cls == ZERO
+
+
 def mul(ua: Unpacked, ub: Unpacked, mode: int):
     """a * b."""
-    r = _Result(ua.cls.size)
-    s = ua.s ^ ub.s
-    _propagate(r, ua, ub)
-    a_inf, b_inf = ua.cls == INF, ub.cls == INF
-    a_zero, b_zero = ua.cls == ZERO, ub.cls == ZERO
+    r, s, a_inf, b_inf, a_zero, b_zero = _product_specials(ua, ub)
     _default_nan(r, (a_inf & b_zero) | (b_inf & a_zero))
     r.put(a_inf | b_inf, INF, s)
     r.put(a_zero | b_zero, ZERO, s)
@@ -228,11 +232,7 @@ def fma(ua: Unpacked, ub: Unpacked, uc: Unpacked, mode: int):
 
 def div(ua: Unpacked, ub: Unpacked, mode: int):
     """a / b: quotient from the hardware division, made exact by its remainder."""
-    r = _Result(ua.cls.size)
-    s = ua.s ^ ub.s
-    _propagate(r, ua, ub)
-    a_inf, b_inf = ua.cls == INF, ub.cls == INF
-    a_zero, b_zero = ua.cls == ZERO, ub.cls == ZERO
+    r, s, a_inf, b_inf, a_zero, b_zero = _product_specials(ua, ub)
     _default_nan(r, (a_inf & b_inf) | (a_zero & b_zero))
     r.put(a_inf, INF, s)
     r.put(b_inf, ZERO, s)

@@ -51,6 +51,9 @@ class FormatRule:
     nan_bits : bool
         Whether the backend's NaN bit patterns are deterministic (else only NaN-ness is
         meaningful when comparing with it).
+    passthrough : bool
+        An input already of the target's dtype comes back unchanged, signalling NaNs
+        included (torch's ``Tensor.to`` returns the tensor itself).
     """
 
     overflow: Overflow | None = None
@@ -61,6 +64,7 @@ class FormatRule:
     e8m0_c10: bool = False
     via_float32: bool = False
     nan_bits: bool = True
+    passthrough: bool = False
 
     def __post_init__(self):
         if self.overflow is not None:
@@ -103,7 +107,8 @@ class P:
     BIAS = 21
     SUBN = 22      # format has subnormals
     DAZ = 23       # inputs: subnormals read as zero
-    SIZE = 24
+    PASS = 24      # inputs of the target's own dtype pass through unchanged
+    SIZE = 25
 
 
 _NANKIND = {Specials.FINITE: 0, Specials.IEEE: 1, Specials.FN: 2, Specials.FNUZ: 3}
@@ -143,5 +148,6 @@ def target_params(fmt: FloatFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
     v[P.BIAS] = fmt.bias
     v[P.SUBN] = int(fmt.subnormals)
     v[P.DAZ] = int(subnormals.daz)
+    v[P.PASS] = int(rule.passthrough)
     v.setflags(write=False)
     return v

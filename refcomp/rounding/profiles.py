@@ -5,7 +5,7 @@ differently (a :class:`~refcomp.rounding.params.FormatRule`), and which rounding
 backend offers.  ``cast(x, fmt, profile="torch-2.13-cpu")`` then reproduces
 ``torch.from_numpy(x).to(dtype)`` bit for bit (NaN payload bits aside where the backend's
 own NaN bits are not deterministic; see ``FormatRule.nan_bits``).  Every rule below was
-measured against the installed backend and is re-checked by ``tests/test_cast_peers.py``
+measured against the installed backend and is re-checked by ``tests/test_peers.py``
 and ``scripts/sweep_float32.py``; the source of each is cited in its profile's `sources`.
 """
 
@@ -77,6 +77,8 @@ def _rule_text(rule: FormatRule) -> str:
         parts.append(f"negative->{rule.negative}")
     if rule.zero != "nan":
         parts.append(f"zero->{rule.zero}")
+    if rule.passthrough:
+        parts.append("inputs of this dtype pass through unchanged")
     if rule.e8m0_c10:
         parts.append("float32 subnormals: 2**-126 iff x > 2**-127")
     if not rule.nan_bits:
@@ -104,14 +106,15 @@ DEFAULT_PROFILE = Profile(
     roundings=_ALL, default=DEFAULT_RULE)
 
 _TORCH_SOURCES = (
-    "measured: torch 2.13.0+cpu Tensor.to(dtype) on x86-64 (tests/test_cast_peers.py, "
+    "measured: torch 2.13.0+cpu Tensor.to(dtype) on x86-64 (tests/test_peers.py, "
     "scripts/sweep_float32.py)",
     "c10/util/Float8_e4m3fn.h fp8e4m3fn_from_fp32_value and its saturating CPU cast kernel",
     "c10/util/Float8_e5m2.h, Float8_e4m3fnuz.h, Float8_e5m2fnuz.h: fp32 -> fp8 by RNE on "
     "the float32 bits; fnuz overflow, inf and NaN give 0x80",
     "c10/util/Float8_e8m0fnu.h fp8e8m0fnu_from_fp32_value: exponent-domain RNE on the "
     "float32 bits (guard/round/sticky, implicit bit as LSB), sign ignored, NaN/inf -> 0xFF",
-    "aten CPU copy kernels convert float64 to reduced-precision types through float32",
+    "aten CPU copy kernels convert float64 to reduced-precision types through float32; "
+    "Tensor.to(its own dtype) returns the tensor itself (no conversion, sNaNs kept)",
 )
 
 PROFILES: dict[str, Profile] = {}
@@ -128,9 +131,10 @@ _register(Profile(
     name="torch-2.13-cpu", backend="PyTorch (CPU)", version="2.13.0",
     sources=_TORCH_SOURCES, roundings=_RNE,
     rules={
-        "float64": FormatRule(overflow=_IEEE),
-        "float32": FormatRule(overflow=_IEEE),
-        "float16": FormatRule(overflow=_IEEE, via_float32=True, nan_bits=False),
+        "float64": FormatRule(overflow=_IEEE, passthrough=True),
+        "float32": FormatRule(overflow=_IEEE, passthrough=True),
+        "float16": FormatRule(overflow=_IEEE, via_float32=True, nan_bits=False,
+                              passthrough=True),
         "bfloat16": FormatRule(overflow=_IEEE, via_float32=True, nan_bits=False),
         "float8_e4m3fn": FormatRule(overflow=_SAT, inf="max", via_float32=True),
         "float8_e4m3fnuz": FormatRule(overflow=_IEEE, via_float32=True),
@@ -143,7 +147,7 @@ _register(Profile(
 _register(Profile(
     name="ml_dtypes-0.6", backend="ml_dtypes", version="0.6.0",
     sources=(
-        "measured: ml_dtypes 0.6.0 ndarray.astype on x86-64 (tests/test_cast_peers.py, "
+        "measured: ml_dtypes 0.6.0 ndarray.astype on x86-64 (tests/test_peers.py, "
         "scripts/sweep_float32.py)",
         "ml_dtypes/include/float8.h ConvertImpl: RNE, float64 sources go through float32; "
         "non-saturating: overflow gives inf or NaN; NaN gives the canonical quiet NaN",
@@ -170,6 +174,36 @@ _register(Profile(
         "float4_e2m1fn": FormatRule(overflow=_SAT, inf="max", nan="zero_flipped",
                                     via_float32=True),
     }))
+
+
+_OCP_SOURCES = (
+    "OCP 8-bit Floating Point Specification (OFP8) rev 1.0 (2023), conversion rules: round "
+    "to nearest even first, then compare with the largest normal; saturating mode clamps "
+    "overflow and +-Inf to +-max normal, non-saturating mode gives Inf (E5M2) or NaN (E4M3); "
+    "NaN stays NaN (its encoding is implementation-defined: refcomp keeps x86 payload rules)",
+    "OCP Microscaling Formats (MX) v1.0 section 6.3: FP6/FP4 element conversions clamp to "
+    "the max normal, keeping the sign (they have no Inf or NaN; a NaN input is "
+    "implementation-defined: refcomp gives a zero of its sign and raises invalid); section "
+    "5.4.1 E8M0 (conversion into E8M0 is not specified: refcomp's default rules)",
+    "confirmed against secondary sources (ONNX PR #4805 discussion, QEMU's OFP8 softfloat "
+    "patch); the spec text itself was not available to check section numbers",
+)
+_MX = {"float6_e2m3fn": FormatRule(overflow=_SAT, inf="max"),
+       "float6_e3m2fn": FormatRule(overflow=_SAT, inf="max"),
+       "float4_e2m1fn": FormatRule(overflow=_SAT, inf="max"),
+       "float8_e8m0fnu": DEFAULT_RULE}
+
+_register(Profile(
+    name="ocp-saturating", backend="OCP OFP8 / MX", version="OFP8 1.0, MX 1.0",
+    sources=_OCP_SOURCES, roundings=_ALL,
+    rules={"float8_e4m3fn": FormatRule(overflow=_SAT, inf="max"),
+           "float8_e5m2": FormatRule(overflow=_SAT, inf="max"), **_MX}))
+
+_register(Profile(
+    name="ocp-nonsaturating", backend="OCP OFP8 / MX", version="OFP8 1.0, MX 1.0",
+    sources=_OCP_SOURCES, roundings=_ALL,
+    rules={"float8_e4m3fn": FormatRule(overflow=_IEEE),
+           "float8_e5m2": FormatRule(overflow=_IEEE), **_MX}))
 
 
 def get_profile(profile) -> Profile:

@@ -1,0 +1,63 @@
+"""The README's claims: set-up commands, the example, the format table."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import refcomp as rc
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def test_two_setup_commands_and_ci_runs_the_test_one():
+    setup = README[README.index("## Set up"):README.index("## Example")]
+    cmds = [b.strip() for b in re.findall(r"```bash\n(.*?)```", setup, re.S)]
+    assert len(cmds) == 2
+    main_job, test_cmd = cmds
+    assert "pip install" in main_job and "pip install" in test_cmd
+    assert "pytest" in test_cmd
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_cmd in ci.splitlines()
+
+
+def test_example_runs_and_prints_what_it_says():
+    code = _blocks("python")[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README example", "exec"), {})
+    lines = out.getvalue().splitlines()
+    # 464 is the tie between 448 (mantissa 110) and 480 (111, a NaN code): to even, 448;
+    # 500 is beyond it: overflow to NaN; saturating: 448 = 1.75 * 2**8
+    assert lines[0] == "[448.  nan] inexact|overflow"
+    assert lines[1] == "448.0"
+    assert float(lines[2]) in (0.099609375, 0.10009765625)   # bfloat16 neighbours of 0.1
+    # -416 = -1.101b * 2**8 -> 1 1111 101 = 253; torch rounds through float32 to -432,
+    # a tie, then to even -448 = 1 1111 110 = 254
+    assert lines[3] == "253 254"
+
+
+def test_format_table_matches_the_catalog():
+    table = README[README.index("## Formats"):README.index("Any other layout")]
+    rows = [r.split("|")[1:-1] for r in table.splitlines() if r.startswith("| ")][1:]
+    names = [r[0].strip() for r in rows]
+    assert names == rc.formats.names()
+    for r in rows:
+        f = rc.formats.get(r[0].strip())
+        assert int(r[2]) == f.bias
+        mx = r[4].strip()
+        want = float(eval(mx.replace("^", "**"))) if "^" in mx else float(mx)
+        assert abs(want - f.max_finite) <= 0.005 * f.max_finite, (f.name, mx)
+
+
+def test_readme_mentions_every_profile():
+    for name in rc.PROFILES:
+        assert f"`{name}`" in README
