@@ -217,8 +217,10 @@ def _widener(in_m: int):
     return njit(inline="always")(lambda b: bits_from_f64(f64_from_f16_bits(np.uint16(b))))
 
 
-def _make_aligned(mode: int, out_kind: int, in_e: int, in_m: int):
-    sr = mode == 6
+def _make_aligned(mode: int, out_kind: int, in_e: int, in_m: int, clamp: bool):
+    """`clamp`: saturating overflow or infinity mapped to max.  Without it, rounding the
+    encoding already gives IEEE overflow (a carry into the infinity code, infinities
+    unchanged), so no selects are needed there."""
     width = 1 + in_e + in_m
     absmask = (1 << (in_e + in_m)) - 1
     U = np.uint64
@@ -230,42 +232,46 @@ def _make_aligned(mode: int, out_kind: int, in_e: int, in_m: int):
          _ns, _fl, use_pay, _nz, _mode, rbits, _mx, _al, _v0, _v1, _v2, _v3, _k, _b) = q
         one = U(1)
         zero = U(0)
-        all1 = ~zero
         shU = U(sh)
         rounds = sh > 0
-        half = one << U(sh - 1 if rounds else 0)
+        half_m1 = (one << U(sh - 1 if rounds else 0)) - one
         mask = (one << shU) - one
-        k_ne = all1 if (mode == 0) & rounds else zero
-        k_na = all1 if (mode == 1) & rounds else zero
-        k_tp = all1 if mode == 3 else zero
-        k_tn = all1 if mode == 4 else zero
-        k_odd = one if mode == 5 else zero       # compile-time: folded by LLVM
         rsh = sh if (rbits == 0) | (rbits >= sh) else rbits
         inf_in = U(((1 << in_e) - 1) << in_m)          # the input's infinity, magnitude
+        pay_mask = U((1 << in_m) - 1) if use_pay != 0 else zero
+        sign_shift = U(width - 1)
+        out_sign = U(sign_bit)
         for i in range(xb.size):
             u = U(xb[i])
-            s = u >> U(width - 1)
             a = u & U(absmask)
             if sr:
                 w = splitmix64(key + U(i + 1) * GAMMA)
                 wtop = (w >> U(64 - rsh)) if rsh > 0 else zero
                 code = ((a >> U(sh - rsh)) + wtop) >> U(rsh)
+            elif mode == 0:
+                code = (a + sel(rounds, half_m1 + ((a >> shU) & one), zero)) >> shU
+            elif mode == 1:
+                code = (a + sel(rounds, half_m1 + one, zero)) >> shU
+            elif mode == 3:
+                code = (a + sel(u >> sign_shift, zero, mask)) >> shU
+            elif mode == 4:
+                code = (a + sel(u >> sign_shift, mask, zero)) >> shU
+            elif mode == 5:
+                code = (a >> shU) | U((a & mask) != zero)
             else:
-                neg = zero - s
-                incr = ((half - one + ((a >> shU) & one)) & k_ne) | (half & k_na) \
-                    | (mask & ((k_tp & ~neg) | (k_tn & neg)))
-                code = ((a + incr) >> shU) | (k_odd & U((a & mask) != zero))
-            over = code > U(maxcode)
-            code = sel(over, sel(s != zero, U(ovf_neg), U(ovf_pos)), code)
-            code = sel(a == inf_in, U(inf_code), code)
-            ncode = U(nan_base) | (((a & U((1 << in_m) - 1)) >> shU) & U(0 - use_pay))
-            code = sel(a > inf_in, ncode, code)
-            code = code | sel(s != zero, U(sign_bit), zero)
+                code = a >> shU
+            if clamp:
+                neg = (u >> sign_shift) != zero
+                code = sel(code > U(maxcode), sel(neg, U(ovf_neg), U(ovf_pos)), code)
+                code = sel(a == inf_in, U(inf_code), code)
+            code = sel(a > inf_in, U(nan_base) | ((a & pay_mask) >> shU), code)
+            code = code | ((u >> sign_shift) * out_sign)
             if out_kind < 0:
                 out[i] = code
             else:
                 out[i] = store_value(widen(code << shU), code, vshift, out_kind)
         return 0
+    sr = mode == 6
     return kernel
 
 
@@ -275,11 +281,15 @@ def fast_cast(flat, layout, q, out, out_kind, key, pow2, vshift=0) -> int:
     sr = key is not None
     aligned = bool(q[17])
     mode = int(q[14])
-    k = (aligned, mode, out_kind, layout)
+    # saturating, or infinity to max (profiles): the aligned kernel needs its selects
+    clamp = aligned and (q[6] == q[4] or q[7] == q[4] or q[8] == q[4])
+    k = (aligned, mode, out_kind, layout, clamp)
     kern = _KERNELS.get(k)
     if kern is None:
-        make = _make_aligned if aligned else _make_general
-        kern = _KERNELS[k] = make(mode, out_kind, layout[0], layout[1])
+        if aligned:
+            kern = _KERNELS[k] = _make_aligned(mode, out_kind, layout[0], layout[1], clamp)
+        else:
+            kern = _KERNELS[k] = _make_general(mode, out_kind, layout[0], layout[1])
     return kern(bits_view(flat), out_view(out, out_kind), q, np.uint64(key if sr else 0),
                 pow2, vshift)
 
