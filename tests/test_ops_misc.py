@@ -138,6 +138,33 @@ def test_to_int_edges():
                 assert [(int(g), int(f)) for g, f in zip(got.tolist(), fl.tolist())] == want
 
 
+@pytest.mark.parametrize("fmt", [rc.formats.float16, rc.formats.bfloat16,
+                                 rc.formats.float8_e4m3fn], ids=fmt_id)
+def test_to_int_of_every_value(fmt, mode):
+    """Exhaustive: every value (NaN and infinities included) of 16-bit-or-narrower formats."""
+    v = fmt.decode(np.arange(1 << fmt.width, dtype=np.uint64))
+    for bits, signed in ((32, True), (8, False), (16, True)):
+        got, fl = rc.ops.to_int(v, bits=bits, signed=signed, rounding=mode, flags=True)
+        want = [_to_int_oracle(x, bits, signed, mode, True) for x in v.tolist()]
+        assert [(int(g), int(f)) for g, f in zip(got.tolist(), fl.tolist())] == want
+
+
+@pytest.mark.parametrize("fmt", [f for f in CATALOG if f.width <= 8], ids=fmt_id)
+def test_comparisons_of_every_pair_of_8bit_values(fmt):
+    v = fmt.decode(np.arange(1 << fmt.width, dtype=np.uint64))
+    a, b = (m.ravel() for m in np.meshgrid(v, v))
+    with np.errstate(invalid="ignore"):
+        for name in PY:
+            got, fl = getattr(rc.ops, name)(a, b, flags=True)
+            want = np.array([PY[name](x, y) for x, y in zip(a.tolist(), b.tolist())])
+            assert np.array_equal(got, want), (fmt.name, name)
+            quiet = lambda x: (x.view(np.uint64) >> np.uint64(51)) & np.uint64(1) == 1  # noqa
+            snan = (np.isnan(a) & ~quiet(a)) | (np.isnan(b) & ~quiet(b))
+            nan = np.isnan(a) | np.isnan(b)
+            want_fl = np.where(snan | (nan & SIGNALING_DEFAULT[name]), INVALID, 0)
+            assert np.array_equal(fl, want_fl), (fmt.name, name)
+
+
 def test_to_int_dtypes():
     assert rc.ops.to_int([1.0], bits=64, signed=True).dtype == np.int64
     assert rc.ops.to_int([1.0], bits=64, signed=False).dtype == np.uint64
