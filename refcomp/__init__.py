@@ -7,13 +7,13 @@ algorithms built on them.
 0.333251953125
 """
 
-from . import formats, ops
+from . import formats, ops, testing
 from ._version import __version__
 from .formats import FloatFormat
 from .rounding import (PROFILES, Flag, Overflow, Profile, Rounding, Subnormals, Tininess,
                        cast, cast_bits, flag_names, get_profile)
 
-__all__ = ["__version__", "formats", "ops", "FloatFormat", "cast", "cast_bits", "Rounding",
+__all__ = ["__version__", "formats", "ops", "testing", "FloatFormat", "cast", "cast_bits", "Rounding",
            "Overflow", "Subnormals", "Tininess", "Flag", "flag_names", "PROFILES", "Profile",
            "get_profile"]
 

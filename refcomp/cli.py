@@ -6,6 +6,9 @@ formats            the catalog, one line per format
 info FORMAT        derived constants and encoding rules of a format
 profiles [NAME]    backend profiles and their rules
 cast VALUE FORMAT  round a value; print bits, value and flags
+golden ...         generate, verify and list golden vectors
+crosscheck         run the golden suites on a backend (torch, ml_dtypes, file:PATH)
+sweep              exhaustive sweep of a cast or a 16-bit binary op against a backend
 """
 
 from __future__ import annotations
@@ -142,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overflow", default=None)
     p.add_argument("--profile", default=None)
     p.set_defaults(func=cmd_cast)
+    from .golden.cli import add_commands as golden_commands
+    golden_commands(sub)
+    from .crosscheck.cli import add_commands as crosscheck_commands
+    crosscheck_commands(sub)
     return ap
 
 

@@ -1,0 +1,123 @@
+"""PyTorch backends: ``torch-cpu`` and ``torch-cuda`` (torch imported lazily, here only).
+
+The op map ``torch-2.13.json`` says which torch call runs which golden op and under which
+refcomp profile its results are comparable.  Inputs are built from the golden bit patterns
+(``torch.from_numpy(bits).view(dtype)``, so NaN payloads and signed zeros arrive intact),
+outputs are read back as bit patterns the same way.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+
+from ..rounding.profiles import PROFILES
+from . import opmap
+from .backend import register
+
+__all__ = ["TorchBackend"]
+
+_SIGNED = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
+_PINNED = "2.13.0"
+
+
+class TorchBackend(opmap.MappedBackend):
+    """Golden cases on torch tensors on one device (``cpu`` or ``cuda``)."""
+
+    def __init__(self, device: str = "cpu"):
+        try:
+            import torch
+        except ImportError as e:
+            raise ValueError("backend torch-* needs PyTorch: pip install 'refcomp[torch]'") \
+                from e
+        self.torch = torch
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("backend torch-cuda: no CUDA device is available here")
+        self.device = device
+        self.name = f"torch-{device}"
+        self.map = opmap.load("torch-2.13")
+        self.formats = {p: list(PROFILES[p].rules) for p in PROFILES}
+
+    # -- conversions between bit patterns and tensors
+    def _dtype(self, kind: str):
+        dt = getattr(self.torch, kind, None)
+        if not isinstance(dt, self.torch.dtype):
+            raise ValueError(f"torch {self.torch.__version__} has no dtype {kind!r}")
+        return dt
+
+    def _tensor(self, operand):
+        bits = np.ascontiguousarray(operand.bits)
+        signed = bits.view(_SIGNED[bits.dtype.itemsize])
+        t = self.torch.from_numpy(signed.copy())
+        return t.view(self._dtype(operand.kind)).to(self.device)
+
+    def _bits(self, t) -> np.ndarray:
+        t = t.detach().to("cpu").contiguous()
+        if t.dtype == self.torch.bool:
+            return t.numpy().astype(np.uint8)
+        n = t.element_size()
+        return t.view(getattr(self.torch, _SIGNED[n])).numpy().view(f"u{n}").copy()
+
+    # -- the interface
+    def describe(self) -> dict:
+        torch = self.torch
+        d = {"backend": self.name, "torch": torch.__version__, "pinned": _PINNED,
+             "op_map": f"torch-{self.map['version']}", "python": platform.python_version(),
+             "machine": platform.machine(), "processor": platform.processor() or "unknown",
+             "threads": torch.get_num_threads(),
+             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+        if self.device == "cuda":
+            p = torch.cuda.get_device_properties(0)
+            d.update({"device": torch.cuda.get_device_name(0), "cuda": torch.version.cuda,
+                      "compute_capability": f"{p.major}.{p.minor}",
+                      "cudnn": torch.backends.cudnn.version(),
+                      "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                      "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                      "fp16_reduced_precision_reduction":
+                          torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+                      "bf16_reduced_precision_reduction":
+                          torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction})
+            try:
+                import subprocess
+                out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                                      "--format=csv,noheader"], capture_output=True,
+                                     text=True, timeout=20)
+                d["driver"] = out.stdout.strip() or "unknown"
+            except (OSError, subprocess.SubprocessError):
+                d["driver"] = "unknown (nvidia-smi not found)"
+        return d
+
+    def supports(self, case):
+        if not self.torch.__version__.startswith(_PINNED):
+            return (f"the op map is pinned to torch {_PINNED}; this is "
+                    f"{self.torch.__version__}")
+        return opmap.check(self.map, case, self.formats)
+
+    def run(self, case) -> dict:
+        torch = self.torch
+        op = self.map["ops"][case.op]
+        ins = {k: self._tensor(v) for k, v in case.inputs.items()}
+        if case.op == "cast":
+            y = ins["x"].to(self._dtype(case.params["fmt"]))
+        elif case.op == "sum":
+            y = torch.sum(ins["x"], dim=-1)
+        else:
+            call = op["call"]
+            if isinstance(call, dict):
+                call = call[case.params["rounding"]]
+            fn = getattr(torch, call.split(".", 1)[1])
+            y = fn(*[ins[k] for k in sorted(ins)])
+        return {"y": self._bits(y)}
+
+
+@register("torch-cpu")
+def _cpu(arg=None):
+    return TorchBackend("cpu")
+
+
+@register("torch-cuda")
+def _cuda(arg=None):
+    return TorchBackend("cuda")

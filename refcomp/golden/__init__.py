@@ -1,0 +1,16 @@
+"""Golden vectors: the case schema, deterministic files, suites, generate and verify.
+
+>>> from refcomp import golden
+>>> sorted(golden.SUITES)
+['arith', 'cast', 'profiles', 'reduce', 'stochastic']
+"""
+
+from .compute import OPS, compute
+from .manage import default_dir, generate, verify
+from .schema import SCHEMA_VERSION, Case, GoldenError, Operand, Tolerance
+from .store import load_manifest, read_suite
+from .suites import SUITES, build, suite
+
+__all__ = ["OPS", "compute", "generate", "verify", "default_dir", "SCHEMA_VERSION", "Case",
+           "GoldenError", "Operand", "Tolerance", "load_manifest", "read_suite", "SUITES",
+           "build", "suite"]

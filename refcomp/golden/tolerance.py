@@ -1,0 +1,79 @@
+"""Derived tolerances: the interval a backend's output may lie in when it cannot be
+bit-exact by nature.
+
+Every bound here is rigorous (a theorem with its source in the Tolerance), evaluated with
+exact rational arithmetic and widened outward, and the interval ends are rounded outward
+into the output format by the core.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from ..formats import catalog
+from ..rounding import cast
+from .schema import Case, GoldenError
+
+__all__ = ["interval", "ASSERT_CLOSE_DEFAULTS", "assert_close_allowance"]
+
+#: torch.testing.assert_close default (rtol, atol) per dtype, torch 2.13
+#: (torch/testing/_comparison.py, _DTYPE_PRECISIONS; float32 and wider use 1.3e-6/1e-5)
+ASSERT_CLOSE_DEFAULTS = {"float16": (1e-3, 1e-5), "bfloat16": (1.6e-2, 1e-5),
+                         "float32": (1.3e-6, 1e-5), "float64": (1e-7, 1e-7)}
+
+
+def assert_close_allowance(fmt_name: str, expected: np.ndarray):
+    """|actual - expected| that assert_close's defaults accept, or None for other dtypes."""
+    if fmt_name not in ASSERT_CLOSE_DEFAULTS:
+        return None
+    rtol, atol = ASSERT_CLOSE_DEFAULTS[fmt_name]
+    with np.errstate(invalid="ignore"):
+        return atol + rtol * np.abs(expected)
+
+
+def _down(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) <= q else float(np.nextafter(f, -np.inf))
+
+
+def _up(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) >= q else float(np.nextafter(f, np.inf))
+
+
+def _sum_any_order(case: Case):
+    fmt = catalog.get(case.params["fmt"])
+    acc = catalog.get(case.tolerance.accumulator)
+    if acc.precision < fmt.precision:
+        raise GoldenError(f"case {case.name}: accumulator {acc.name} is narrower than the "
+                          f"output {fmt.name}")
+    x = case.inputs["x"].values()
+    rows = x.reshape(-1, x.shape[-1])
+    n = rows.shape[1]
+    u = Fraction(1, 2 ** acc.precision)
+    if (n - 1) * u >= 1:
+        raise GoldenError(f"case {case.name}: {n} terms are too many for a bound in "
+                          f"{acc.name}")
+    gamma = (n - 1) * u / (1 - (n - 1) * u)
+    lo, hi = [], []
+    for r in rows.tolist():
+        s = sum(map(Fraction, r), Fraction(0))
+        d = gamma * sum((abs(Fraction(v)) for v in r), Fraction(0))
+        lo.append(_down(s - d))
+        hi.append(_up(s + d))
+    shape = x.shape[:-1]
+    lo = cast(np.array(lo).reshape(shape), fmt, "toward_negative")
+    hi = cast(np.array(hi).reshape(shape), fmt, "toward_positive")
+    return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+
+
+def interval(case: Case):
+    """(lo, hi) float64 arrays: the values of the output format a backend may return."""
+    if case.tolerance is None:
+        raise GoldenError(f"case {case.name} is bit-exact: it has no tolerance interval")
+    if case.tolerance.rule == "sum_any_order":
+        return _sum_any_order(case)
+    raise GoldenError(f"case {case.name}: tolerance rule {case.tolerance.rule!r} is an ULP "
+                      "bound, not an interval")
