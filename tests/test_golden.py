@@ -114,7 +114,6 @@ def test_edited_manifest_output_is_reported(small, tmp_path):
     case = m["suites"]["reduce"]["cases"][0]
     key = case["outputs"]["y"]["key"]
     arrays[key] = arrays[key] ^ np.uint32(1)
-    data, _ = suite_bytes([])                                   # noqa: F841 (shape only)
     np.savez(d / "reduce.npz", **arrays)
     import hashlib
     case["outputs"]["y"]["sha256"] = hashlib.sha256(arrays[key].tobytes()).hexdigest()

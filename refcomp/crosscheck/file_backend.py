@@ -12,15 +12,13 @@ NaN outputs compare bit for bit unless ``backend.json`` sets ``"nan_bits": false
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..golden.schema import GoldenError
-from ..golden.store import write_atomic
+from ..golden.store import npz_bytes, write_atomic
 from .backend import Backend, register
 
 __all__ = ["FileBackend", "write_outputs"]
@@ -30,20 +28,16 @@ def write_outputs(directory, suite: str, outputs: dict) -> Path:
     """Write ``{case_name: {output: bits}}`` as ``directory/suite.npz`` for ``file:``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for case, outs in sorted(outputs.items()):
-            for k, bits in sorted(outs.items()):
-                arr = np.ascontiguousarray(bits)
-                if arr.dtype.kind != "u":
-                    raise TypeError(f"{case}:{k}: outputs are unsigned bit patterns, got "
-                                    f"{arr.dtype}")
-                b = io.BytesIO()
-                np.lib.format.write_array(b, arr, allow_pickle=False)
-                z.writestr(zipfile.ZipInfo(f"{case}:{k}.npy", (1980, 1, 1, 0, 0, 0)),
-                           b.getvalue())
+    entries = []
+    for case, outs in sorted(outputs.items()):
+        for k, bits in sorted(outs.items()):
+            arr = np.asarray(bits)
+            if arr.dtype.kind != "u":
+                raise TypeError(f"{case}:{k}: outputs are unsigned bit patterns, got "
+                                f"{arr.dtype}")
+            entries.append((f"{case}:{k}", arr))
     path = directory / f"{suite}.npz"
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, npz_bytes(entries))
     return path
 
 

@@ -100,7 +100,7 @@ def _peer(backend):
     return _PEERS[backend]
 
 
-def _np_dtype(name, backend):
+def _np_dtype(name):
     if name in ("float16", "float32", "float64"):
         return np.dtype(name)
     return np.dtype(getattr(_peer("ml_dtypes"), name))
@@ -118,9 +118,9 @@ def _backend_out(spec: SweepSpec, ins: list) -> np.ndarray:
         y = (ts[0].to(getattr(torch, spec.dst)) if spec.op == "cast"
              else getattr(torch, _TORCH_OPS[spec.op])(ts[0], ts[1]))
         return y.cpu().view(i[dst.storage_dtype.itemsize]).numpy().view(u)
-    vs = [b.view(_np_dtype(spec.src, spec.backend)) for b in ins]
+    vs = [b.view(_np_dtype(spec.src)) for b in ins]
     with np.errstate(all="ignore"):
-        y = (vs[0].astype(_np_dtype(spec.dst, spec.backend)) if spec.op == "cast"
+        y = (vs[0].astype(_np_dtype(spec.dst)) if spec.op == "cast"
              else _NP_OPS[spec.op](vs[0], vs[1]))
     return y.view(u)
 

@@ -86,10 +86,8 @@ def _to_int(vals, params):
 
 def _compare(fn):
     def run(vals, params):
-        y, fl = fn(vals["a"], vals["b"], flags=True, signaling=params.get("signaling",
-                                                                          fn.__name__ in
-                                                                          ("lt", "le", "gt",
-                                                                           "ge")))
+        kw = {"signaling": params["signaling"]} if "signaling" in params else {}
+        y, fl = fn(vals["a"], vals["b"], flags=True, **kw)      # else the op's own default
         return {"y": Operand("bool", np.asarray(y, np.uint8)),
                 "flags": Operand("flags", np.asarray(fl, np.uint8))}
     run.__doc__ = f"refcomp.ops.{fn.__name__}"
@@ -136,12 +134,6 @@ INPUTS = {"cast": ("x",), "sqrt": ("a",), "round_to_integral": ("a",), "to_int":
           **{k: ("a", "b") for k in ("add", "sub", "mul", "div", "eq", "lt", "le")}}
 
 
-def input_values(kind: str, bits: np.ndarray) -> np.ndarray:
-    """Decode input bits to the arrays refcomp takes: exact float64, or int64/uint64."""
-    from .schema import decode_operand
-    return decode_operand(kind, bits)
-
-
 def compute(op: str, inputs: dict, params: dict) -> dict:
     """The outputs of `op` on `inputs` (dict of Operand) under `params` (dict of Operand)."""
     if op not in OPS:
@@ -150,7 +142,7 @@ def compute(op: str, inputs: dict, params: dict) -> dict:
     if tuple(sorted(inputs)) != tuple(sorted(want)):
         raise GoldenError(f"op {op!r} takes inputs {', '.join(want)}, got "
                           f"{', '.join(sorted(inputs)) or 'none'}")
-    vals = {k: input_values(v.kind, v.bits) for k, v in inputs.items()}
+    vals = {k: v.values() for k, v in inputs.items()}       # exact float64 or int64/uint64
     try:
         return OPS[op](vals, dict(params))
     except GoldenError:

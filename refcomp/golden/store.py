@@ -34,7 +34,7 @@ import numpy as np
 from .._version import __version__
 from .schema import SCHEMA_VERSION, Case, GoldenError, Operand, Tolerance, kind_dtype
 
-__all__ = ["MANIFEST", "suite_bytes", "load_manifest", "read_suite", "write_atomic",
+__all__ = ["MANIFEST", "npz_bytes", "suite_bytes", "load_manifest", "read_suite", "write_atomic",
            "sha256", "case_meta"]
 
 MANIFEST = "manifest.json"
@@ -70,27 +70,33 @@ def case_meta(i: int, case: Case) -> dict:
             "nan_bits": case.nan_bits, "notes": case.notes}
 
 
+def npz_bytes(entries) -> bytes:
+    """A deterministic npz (stored, fixed timestamps and attributes) of (key, array) pairs
+    in the given order."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for key, arr in entries:
+            info = zipfile.ZipInfo(key + ".npy", date_time=_DATE)
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_STORED
+            z.writestr(info, _npy(arr))
+    return buf.getvalue()
+
+
 def suite_bytes(cases: list[Case]) -> tuple[bytes, list[dict]]:
     """The npz bytes of a suite and its manifest case entries."""
     names = [c.name for c in cases]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise GoldenError(f"duplicate case names: {', '.join(dup)}")
-    buf = io.BytesIO()
-    metas = []
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for i, case in enumerate(cases):
-            meta = case_meta(i, case)
-            metas.append(meta)
-            for side, ops in (("in", case.inputs), ("out", case.outputs)):
-                for k, v in sorted(ops.items()):
-                    info = zipfile.ZipInfo(_key(i, side, k) + ".npy", date_time=_DATE)
-                    info.create_system = 3
-                    info.external_attr = 0o644 << 16
-                    info.compress_type = zipfile.ZIP_STORED
-                    z.writestr(info, _npy(v.bits))
+    metas = [case_meta(i, case) for i, case in enumerate(cases)]
+    data = npz_bytes((_key(i, side, k), v.bits)
+                     for i, case in enumerate(cases)
+                     for side, ops in (("in", case.inputs), ("out", case.outputs))
+                     for k, v in sorted(ops.items()))
     json.dumps(metas, sort_keys=True, allow_nan=False)       # params must be plain JSON
-    return buf.getvalue(), metas
+    return data, metas
 
 
 def json_bytes(obj) -> bytes:
