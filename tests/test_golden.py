@@ -58,6 +58,21 @@ def test_readable_without_refcomp(small):
                 assert a.dtype.name == arr["dtype"] and list(a.shape) == arr["shape"]
 
 
+def test_golden_readme_example_runs_without_refcomp():
+    """golden/README.md's reading example runs as written, importing only NumPy and json,
+    and its hand-made RNE oracle agrees with the committed bfloat16 sums."""
+    import re
+    import subprocess
+    import sys
+    text = (REPO_GOLDEN / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    code += "\nimport sys\nassert 'refcomp' not in sys.modules\n"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_GOLDEN.parent,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "checks out on" in r.stdout
+
+
 def test_refuses_to_overwrite_changed_content(small, tmp_path, monkeypatch):
     d = copy(small, tmp_path)
     before = (d / "reduce.npz").read_bytes()

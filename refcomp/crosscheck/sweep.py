@@ -142,12 +142,11 @@ def run_chunk(spec: SweepSpec, index: int, keep: int = 5):
         ours = dst.encode(getattr(ops, spec.op)(a, b, dst))
     ours = np.asarray(ours, dst.storage_dtype)
     theirs = _backend_out(spec, ins)
-    bad = ours != theirs
-    if not spec.nan_bits:
-        bad &= ~(np.isnan(dst.decode(ours)) & np.isnan(dst.decode(theirs)))
-    idx = np.flatnonzero(bad)[:keep]
-    ex = [(int(flat[i]), int(ours[i]), int(theirs[i])) for i in idx]
-    return size, int(bad.sum()), ex
+    bad = np.flatnonzero(ours != theirs)
+    if not spec.nan_bits and bad.size:              # NaN against NaN by NaN-ness only
+        bad = bad[~(np.isnan(dst.decode(ours[bad])) & np.isnan(dst.decode(theirs[bad])))]
+    ex = [(int(flat[i]), int(ours[i]), int(theirs[i])) for i in bad[:keep]]
+    return size, int(bad.size), ex
 
 
 def _bar(done, total, t0, bad, out):
