@@ -15,10 +15,7 @@ cast allocating at most its output plus one input-sized temporary.
 
 from __future__ import annotations
 
-import os
-
-for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+import benchlib  # noqa: F401  (first: one thread, refcomp importable)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -30,12 +27,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import refcomp as rc
-except ImportError:                                # running from a checkout
-    sys.path.insert(0, str(ROOT))
-    import refcomp as rc
+import refcomp as rc  # noqa: E402
+from benchlib import ROOT, best  # noqa: E402
 
 MODES_APY = {"nearest_even": "TIES_EVEN", "nearest_away": "TIES_AWAY", "toward_zero": "TO_ZERO",
              "toward_positive": "TO_POS", "toward_negative": "TO_NEG", "odd": "JAM_UNBIASED",
@@ -43,16 +36,6 @@ MODES_APY = {"nearest_even": "TIES_EVEN", "nearest_away": "TIES_AWAY", "toward_z
 MODES_GF = {"nearest_even": "TiesToEven", "nearest_away": "TiesToAway",
             "toward_zero": "TowardZero", "toward_positive": "TowardPositive",
             "toward_negative": "TowardNegative"}
-
-
-def best(fn, repeat):
-    fn()                                             # warm up (and compile)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def rate(n, t):

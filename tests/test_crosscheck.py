@@ -111,3 +111,33 @@ def test_unsupported_reasons_are_data():
     cc = crosscheck.run("torch-cpu", REPO_GOLDEN, ["arith"], progress=False)
     why = {r.message for r in cc.results if r.status == "unsupported" and r.op == "fma"}
     assert why and all("fused" in w or "once" in w for w in why)
+
+
+def test_torchao_backend_runs_the_quantization_suites():
+    """torchao 0.18: quantize/dequantize/choose_qparams_affine and pack_uint4, bit-exact."""
+    pytest.importorskip("torchao")
+    cc = crosscheck.run("torchao", REPO_GOLDEN, ["affine", "integer", "block"], progress=False)
+    bad = [(r.case, r.message) for r in cc.results if r.status in ("mismatch", "error")]
+    assert bad == []
+    ran = {r.op for r in cc.results if r.status == "exact"}
+    assert {"quantize_affine", "dequantize_affine", "choose_qparams_affine", "pack",
+            "quantize_block"} <= ran
+    mx = {r.case for r in cc.results if r.op == "quantize_block" and r.status == "exact"}
+    for name in ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4"):
+        for rule in ("floor", "ceil", "even", "rceil"):
+            assert f"block/{name}/{rule}/torchao-0.18" in mx
+    assert sum(c.startswith("block/nvfp4/") for c in mx) == 3
+    assert cc.backend["torchao"] == "0.18.0"
+
+
+def test_issue4_suites_on_torch_and_ml_dtypes():
+    """torch 2.13's quantize_per_tensor / fake-quant / dequantize and ml_dtypes' int2/int4
+    casts agree bit for bit with the golden cases; the rest is unsupported with a reason."""
+    for backend, ops in (("torch-cpu", {"quantize_affine", "fake_quantize_affine",
+                                        "dequantize_affine"}),
+                         ("ml_dtypes", {"quantize_int"})):
+        cc = crosscheck.run(backend, REPO_GOLDEN, ["affine", "integer", "requant"],
+                            progress=False)
+        assert [r.case for r in cc.results if r.status in ("mismatch", "error")] == []
+        assert ops <= {r.op for r in cc.results if r.status == "exact"}
+        assert all(r.message for r in cc.results if r.status == "unsupported")

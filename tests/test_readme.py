@@ -61,3 +61,37 @@ def test_format_table_matches_the_catalog():
 def test_readme_mentions_every_profile():
     for name in rc.PROFILES:
         assert f"`{name}`" in README
+
+
+def test_integer_example_prints_its_comments():
+    """The integer/fixed-point example: every print matches the comment on its line, and
+    the comments agree with an exact computation done here."""
+    code = _blocks("python")[1]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README integer example", "exec"), {})
+    printed = out.getvalue().splitlines()
+    comments = [line.split("#")[1].split("(")[0].strip() for line in code.splitlines()
+                if line.startswith("print(") and "#" in line]
+    # the affine example spans two lines; its comment is on the second
+    comments.append(re.findall(r"\)\s+# (\[\d+\])", code)[-1])
+    assert printed == comments
+    # independent checks: RNE ties, wrap mod 256, Q15 products, 4-bit nibbles
+    assert (round(2.5), round(3.5), (300 + 128) % 256 - 128) == (2, 4, 44)
+    assert (0.5 * 0.5 * 2 ** 15, 0.75 * 0.75 * 2 ** 15) == (8192, 18432)
+    assert [(-8 & 15) | ((7 & 15) << 4), (-1 & 15)] == [120, 15]
+
+
+def test_block_example_prints_its_comment():
+    """The MX example: scale code 127 (2**0: floor(log2 6.5) = 2 = emax of E2M1), -0.3
+    to the nearer of {0, 0.5}, 6.5 saturating to the E2M1 maximum 6."""
+    blocks = _blocks("python")
+    g = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(blocks[1], "README integer example", "exec"), g)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[2], "README block example", "exec"), g)
+    comment = blocks[2].split("# [[")[1]
+    assert out.getvalue().strip() == "[[" + comment.strip()
+    assert out.getvalue().strip() == "[[127]] [[1.0, -0.5, 6.0, 0.0]]"

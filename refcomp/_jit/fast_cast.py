@@ -283,7 +283,10 @@ def fast_cast(flat, layout, q, out, out_kind, key, pow2, vshift=0) -> int:
     mode = int(q[14])
     # saturating, or infinity to max (profiles): the aligned kernel needs its selects
     clamp = aligned and (q[6] == q[4] or q[7] == q[4] or q[8] == q[4])
-    k = (aligned, mode, out_kind, layout, clamp)
+    # a 64-bit target's sign bit (q[5] = 2**63) makes Numba type those slots uint64, others
+    # int64: one dispatcher per typing, or Numba may reuse an int64 overload and overflow
+    wide = int(q[5]) >= 1 << 63
+    k = (aligned, mode, out_kind, layout, clamp, wide)
     kern = _KERNELS.get(k)
     if kern is None:
         if aligned:

@@ -72,12 +72,13 @@ def register(name: str):
 
 
 def make_backend(spec) -> Backend:
-    """A Backend from a name (``torch-cpu``, ``torch-cuda``, ``ml_dtypes``, ``file:PATH``)."""
+    """A Backend from a name (``torch-cpu``, ``torch-cuda``, ``ml_dtypes``, ``torchao``,
+    ``file:PATH``)."""
     if isinstance(spec, Backend):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"backend must be a name or a Backend, got {spec!r}")
-    from . import file_backend, mldtypes_backend, torch_backend  # noqa: F401  (register)
+    from . import file_backend, mldtypes_backend, torch_backend, torchao_backend  # noqa: F401
     name, _, arg = spec.partition(":")
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {spec!r} (known: "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..formats import catalog
-from ..golden.schema import INT_KINDS, Case
+from ..golden.schema import Case, is_int_kind
 from ..golden.tolerance import assert_close_allowance, interval
 from ..ops import ulp as ulp_of
 from ..testing.ulp import describe_bits, ulp_distance
@@ -50,7 +50,7 @@ def _show(idx, got, want, kind, d):
     rows = []
     for i in idx[:_SHOW]:
         i = int(i)
-        if kind in INT_KINDS or kind in ("bool", "flags"):
+        if is_int_kind(kind) or kind in ("bool", "flags"):
             rows.append({"index": i, "got": f"{int(got[i]):#x}", "want": f"{int(want[i]):#x}",
                          "ulp": None})
         else:
@@ -95,7 +95,7 @@ def classify(suite: str, case: Case, got: dict, nan_bits: bool, tolerance=None) 
                            f"{want.bits.dtype}{list(want.bits.shape)}")
             return res
         gf, wf = g.ravel(), want.bits.ravel()
-        is_float = want.kind not in INT_KINDS and want.kind not in ("bool", "flags")
+        is_float = not is_int_kind(want.kind) and want.kind not in ("bool", "flags")
         bad = gf != wf
         d = None
         if is_float:

@@ -46,12 +46,12 @@ class MlDtypesBackend(opmap.MappedBackend):
     def run(self, case) -> dict:
         ins = {k: v.bits.view(self._dtype(v.kind)) for k, v in case.inputs.items()}
         with np.errstate(all="ignore"):
-            if case.op == "cast":
+            if case.op in ("cast", "quantize_int"):
                 y = ins["x"].astype(self._dtype(case.params["fmt"]))
             else:
                 fn = getattr(np, self.map["ops"][case.op]["call"].split(".", 1)[1])
                 y = fn(*[ins[k] for k in sorted(ins)])
-        return {"y": np.ascontiguousarray(y).view(f"u{y.dtype.itemsize}").copy()}
+        return {"y": np.asarray(y, order="C").view(f"u{y.dtype.itemsize}").copy()}
 
 
 @register("ml_dtypes")

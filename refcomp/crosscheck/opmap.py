@@ -1,7 +1,8 @@
 """Op maps: which backend operation runs which golden op (data files beside this module).
 
 ``torch-2.13.json`` and ``ml_dtypes-0.6.json`` map each golden op to the backend call, the
-rounding modes, formats and refcomp profiles under which it is comparable, and how NaN
+rounding modes, formats and refcomp profiles under which it is comparable, the values each
+other param may take (``param_values``, e.g. an affine ``convention``), and how NaN
 outputs compare; an op marked ``unsupported`` carries the reason.  They are pinned to the
 backend version in their name; :func:`load` refuses a map for another version.
 """
@@ -33,7 +34,15 @@ def check(opmap: dict, case, formats: dict | None = None) -> str | None:
     if mode is not None and mode not in op.get("roundings", []):
         return (f"{opmap['backend']} {case.op} rounds {'/'.join(op.get('roundings', []))} "
                 f"only, not {mode}")
+    for key, allowed_values in op.get("param_values", {}).items():
+        v = case.params.get(key)
+        if v not in allowed_values:
+            return (f"{opmap['backend']} {case.op} runs {key} in "
+                    f"{', '.join(map(str, allowed_values))} only, not {v}")
     prof = case.params.get("profile") or "softfloat-3e-8086-sse"
+    if "profiles" not in op:                    # an op without float-cast conventions
+        return None if case.params.get("profile") is None else \
+            f"{opmap['backend']} {case.op} takes no profile"
     if prof not in op["profiles"]:
         return (f"case follows {prof} conventions; {opmap['backend']} {case.op} is compared "
                 f"under {', '.join(op['profiles'])}")

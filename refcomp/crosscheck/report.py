@@ -111,7 +111,7 @@ def _plots(cc: CrossCheck, directory: Path) -> list:
         fig, ax = plt.subplots(figsize=(7, 4))
         for fmt, hist in sorted(per_fmt.items()):
             xs = sorted(hist)
-            ax.plot([x + 1 for x in xs], [hist[x] for x in xs], marker="o", label=fmt)
+            ax.plot([x + 1 for x in xs], [hist[x] for x in xs], marker="o", label=fmt or op)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("ULP error + 1")

@@ -9,6 +9,7 @@ outputs are read back as bit patterns the same way.
 from __future__ import annotations
 
 import platform
+import warnings
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class TorchBackend(opmap.MappedBackend):
         return dt
 
     def _tensor(self, operand):
-        bits = np.ascontiguousarray(operand.bits)
+        bits = np.asarray(operand.bits, order="C")
         signed = bits.view(_SIGNED[bits.dtype.itemsize])
         t = self.torch.from_numpy(signed.copy())
         return t.view(self._dtype(operand.kind)).to(self.device)
@@ -100,6 +101,8 @@ class TorchBackend(opmap.MappedBackend):
         torch = self.torch
         op = self.map["ops"][case.op]
         ins = {k: self._tensor(v) for k, v in case.inputs.items()}
+        if case.op in _AFFINE:
+            return {"y": self._bits(_AFFINE[case.op](torch, case, ins))}
         if case.op == "cast":
             y = ins["x"].to(self._dtype(case.params["fmt"]))
         elif case.op == "sum":
@@ -111,6 +114,46 @@ class TorchBackend(opmap.MappedBackend):
             fn = getattr(torch, call.split(".", 1)[1])
             y = fn(*[ins[k] for k in sorted(ins)])
         return {"y": self._bits(y)}
+
+
+def _qdtype(torch, lo):
+    return torch.qint8 if lo < 0 else torch.quint8
+
+
+def _scalars(case):
+    s = float(case.inputs["scale"].values().reshape(-1)[0])
+    z = int(case.inputs["zero_point"].values().reshape(-1)[0])
+    if case.inputs["scale"].bits.size != 1 or case.inputs["zero_point"].bits.size != 1:
+        raise ValueError("torch per-tensor quantization takes one scale and one zero point")
+    return s, z
+
+
+def _quantize(torch, case, ins):
+    s, z = _scalars(case)
+    with warnings.catch_warnings():          # deprecated in torch 2.13, still working
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_tensor(ins["x"], s, z, _qdtype(torch, case.params["qmin"]))
+    return q.int_repr().to(torch.int32)
+
+
+def _fake_quantize(torch, case, ins):
+    s, z = _scalars(case)
+    return torch.fake_quantize_per_tensor_affine(ins["x"], s, z, case.params["qmin"],
+                                                 case.params["qmax"])
+
+
+def _dequantize(torch, case, ins):
+    s, z = _scalars(case)
+    q = ins["q"]
+    dt = torch.int8 if bool((q < 0).any()) else torch.uint8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qt = torch._make_per_tensor_quantized_tensor(q.to(dt), s, z)
+        return torch.dequantize(qt)
+
+
+_AFFINE = {"quantize_affine": _quantize, "fake_quantize_affine": _fake_quantize,
+           "dequantize_affine": _dequantize}
 
 
 @register("torch-cpu")

@@ -1,8 +1,8 @@
 """Golden vectors: the case schema, deterministic files, suites, generate and verify.
 
 >>> from refcomp import golden
->>> sorted(golden.SUITES)
-['arith', 'cast', 'profiles', 'reduce', 'stochastic']
+>>> " ".join(sorted(golden.SUITES))
+'affine arith block cast integer profiles reduce requant stochastic'
 """
 
 from .compute import OPS, compute
@@ -10,6 +10,7 @@ from .manage import default_dir, generate, verify
 from .schema import SCHEMA_VERSION, Case, GoldenError, Operand, Tolerance
 from .store import load_manifest, read_suite
 from .suites import SUITES, build, suite
+from . import suites_quant  # noqa: E402,F401  (registers the quantization suites)
 
 __all__ = ["OPS", "compute", "generate", "verify", "default_dir", "SCHEMA_VERSION", "Case",
            "GoldenError", "Operand", "Tolerance", "load_manifest", "read_suite", "SUITES",

@@ -134,6 +134,15 @@ INPUTS = {"cast": ("x",), "sqrt": ("a",), "round_to_integral": ("a",), "to_int":
           **{k: ("a", "b") for k in ("add", "sub", "mul", "div", "eq", "lt", "le")}}
 
 
+def _merge():
+    from . import compute_quant
+    OPS.update(compute_quant.OPS)
+    INPUTS.update(compute_quant.INPUTS)
+
+
+_merge()
+
+
 def compute(op: str, inputs: dict, params: dict) -> dict:
     """The outputs of `op` on `inputs` (dict of Operand) under `params` (dict of Operand)."""
     if op not in OPS:

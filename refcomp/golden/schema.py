@@ -11,7 +11,9 @@ A case is one operation on arrays of bit patterns::
 Every array is an unsigned integer array of bit patterns.  ``Operand.kind`` names how to read
 the bits: a float format name that :func:`refcomp.formats.get` resolves (``"float32"``,
 ``"float8_e4m3fn"``, ``"e5m7"``), an integer type ``"int8"`` ... ``"uint64"`` (two's
-complement in the unsigned word of that width), ``"bool"`` (uint8 0/1) or ``"flags"``
+complement in the unsigned word of that width) or any :class:`~refcomp.formats.IntFormat`
+name (``"int4"``, ``"uint2"``, ``"int8_narrow"``: the low bits of the smallest unsigned
+word that holds them, one element per word; packed storage is the ``pack`` op), ``"bool"`` (uint8 0/1) or ``"flags"``
 (uint8 of :class:`refcomp.Flag` bits).  The on-disk layout is in :mod:`refcomp.golden.store`
 and ``golden/README.md``.
 """
@@ -24,19 +26,35 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..formats import catalog
+from ..formats.intformat import int_format
 
 __all__ = ["SCHEMA_VERSION", "Operand", "Tolerance", "Case", "GoldenError", "kind_dtype",
-           "decode_operand", "INT_KINDS"]
+           "decode_operand", "INT_KINDS", "int_kind", "is_int_kind"]
 
 SCHEMA_VERSION = 1
 
 INT_KINDS = {f"{s}int{b}": (b, s == "") for s in ("", "u") for b in (8, 16, 32, 64)}
 _UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
+_INT = re.compile(r"^u?int\d+(_narrow)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+\-/>=]+$")
 
 
 class GoldenError(ValueError):
     """A golden file or case is malformed, edited, truncated or foreign."""
+
+
+def int_kind(kind: str):
+    """The IntFormat of an integer kind (``int4``, ``uint8``, ``int8_narrow``, ...) or None."""
+    if not isinstance(kind, str) or not _INT.match(kind):
+        return None
+    try:
+        return int_format(kind)
+    except (ValueError, TypeError):
+        return None
+
+
+def is_int_kind(kind: str) -> bool:
+    return int_kind(kind) is not None
 
 
 def kind_dtype(kind: str) -> np.dtype:
@@ -45,6 +63,8 @@ def kind_dtype(kind: str) -> np.dtype:
         return np.dtype(np.uint8)
     if kind in INT_KINDS:
         return np.dtype(_UINT[INT_KINDS[kind][0]])
+    if int_kind(kind) is not None:
+        return int_kind(kind).storage_dtype
     try:
         return catalog.get(kind).storage_dtype
     except (ValueError, TypeError) as e:
@@ -62,6 +82,8 @@ def decode_operand(kind: str, bits: np.ndarray) -> np.ndarray:
             return bits.astype(np.uint64)
         return bits.view({8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width]) \
             .astype(np.int64)
+    if int_kind(kind) is not None:
+        return int_kind(kind).decode(bits)
     return catalog.get(kind).decode(bits)
 
 

@@ -10,10 +10,28 @@ SoftFloat 3e, 8086-SSE specialisation) unless a profile says otherwise.
 (array([ True, False]), array([ 0, 16], dtype=uint8))
 """
 
+from .affine import (AFFINE_CONVENTIONS, AffineConvention, choose_qparams_affine,
+                     dequantize_affine, fake_quantize_affine, quantize_affine)
 from .arith import add, div, fma, mul, sqrt, sub
+from .block import BlockQuantized, Convention, dequantize_block, quantize_block
 from .compare import eq, ge, gt, le, lt, ne, unordered
 from .convert import round_to_integral, to_int
+from .integer import (fixed_add, fixed_convert, fixed_div, fixed_mul, fixed_sub, fixed_value,
+                      quantize_fixed, quantize_int)
 from .neighbors import next_down, next_up, ulp
+from .packing import pack, pack_int, unpack, unpack_int
+from .requant import (RequantRounding, multiply_by_quantized_multiplier, quantize_multiplier,
+                      rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 
 __all__ = ["add", "sub", "mul", "div", "sqrt", "fma", "round_to_integral", "to_int", "eq",
-           "ne", "lt", "le", "gt", "ge", "unordered", "next_up", "next_down", "ulp"]
+           "ne", "lt", "le", "gt", "ge", "unordered", "next_up", "next_down", "ulp",
+           # integers and fixed point
+           "quantize_int", "quantize_fixed", "fixed_convert", "fixed_add", "fixed_sub",
+           "fixed_mul", "fixed_div", "fixed_value", "pack", "unpack", "pack_int", "unpack_int",
+           # affine quantization and integer requantization
+           "AffineConvention", "AFFINE_CONVENTIONS", "quantize_affine", "dequantize_affine",
+           "fake_quantize_affine", "choose_qparams_affine", "RequantRounding",
+           "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
+           "multiply_by_quantized_multiplier", "quantize_multiplier",
+           # block formats (MX, NVFP4, BFP)
+           "quantize_block", "dequantize_block", "BlockQuantized", "Convention"]

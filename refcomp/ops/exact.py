@@ -246,7 +246,8 @@ def div(ua: Unpacked, ub: Unpacked, mode: int):
         small = A < B
         A = np.where(small, A << U1, A)                    # quotient in [1, 2)
         la = la - small
-        B = np.where(rest, B, U1)
+        A = np.where(rest, A, U1)                          # elements already decided:
+        B = np.where(rest, B, U1)                          # 1/1, no overflow in the cast
         q = A.astype(np.float64) / B.astype(np.float64)    # correctly rounded, in [1, 2]
         Q = (q * 2.0 ** 52).astype(np.uint64)
         R = ((A << np.uint64(52)) - Q * B).view(np.int64)  # exact: |R| < B (mod 2**64)

@@ -7,8 +7,8 @@ public surface is exactly what ``rounding.py`` would have exported.
 """
 
 from .cast import cast, cast_bits
-from .modes import Flag, Overflow, Rounding, Subnormals, Tininess, flag_names
+from .modes import Flag, IntOverflow, Overflow, Rounding, Subnormals, Tininess, flag_names
 from .profiles import PROFILES, Profile, get_profile
 
-__all__ = ["cast", "cast_bits", "Rounding", "Overflow", "Subnormals", "Tininess", "Flag",
+__all__ = ["cast", "cast_bits", "Rounding", "Overflow", "IntOverflow", "Subnormals", "Tininess", "Flag",
            "flag_names", "PROFILES", "Profile", "get_profile"]

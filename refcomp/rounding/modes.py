@@ -11,8 +11,8 @@ import enum
 
 import numpy as np
 
-__all__ = ["Rounding", "Overflow", "Subnormals", "Tininess", "Flag", "as_rounding",
-           "as_overflow", "as_subnormals", "as_tininess", "as_generator", "as_random_bits",
+__all__ = ["Rounding", "Overflow", "IntOverflow", "Subnormals", "Tininess", "Flag", "as_rounding",
+           "as_overflow", "as_int_overflow", "as_subnormals", "as_tininess", "as_generator", "as_random_bits",
            "flag_names"]
 
 
@@ -73,6 +73,20 @@ class Overflow(_Choice):
 
     IEEE = "ieee"
     SATURATE = "saturate"
+
+
+class IntOverflow(_Choice):
+    """What an integer or fixed-point result outside the format's range becomes.
+
+    ``saturate``  the nearest end of the range (min or max of the format).
+    ``wrap``      the rounded integer modulo ``2**bits``, read back in the format's
+                  two's-complement (or unsigned) range, as C/C++ unsigned arithmetic and
+                  ``numpy.astype`` between integer types do.  Not defined for NaN or
+                  infinity, nor for the narrow (symmetric) range.
+    """
+
+    SATURATE = "saturate"
+    WRAP = "wrap"
 
 
 class Subnormals(_Choice):
@@ -150,6 +164,10 @@ def as_rounding(value) -> Rounding:
 
 def as_overflow(value) -> Overflow:
     return _parse(Overflow, value, "overflow rule")
+
+
+def as_int_overflow(value) -> IntOverflow:
+    return _parse(IntOverflow, value, "integer overflow rule")
 
 
 def as_subnormals(value) -> Subnormals:

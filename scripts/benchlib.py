@@ -1,0 +1,32 @@
+"""Shared set-up of the benchmark scripts: one thread, refcomp importable, best-of timing.
+
+Import it first (``import benchlib``; the scripts' own directory is on ``sys.path``), before
+NumPy or Numba, so that the thread variables take effect.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    import refcomp  # noqa: F401
+except ImportError:                                # running from a checkout
+    sys.path.insert(0, str(ROOT))
+
+
+def best(fn, repeat=7):
+    """Shortest of `repeat` timings of fn() after one warm-up call (which also compiles)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
