@@ -101,15 +101,28 @@ def test_zero_point_before_and_after_rounding_differ_as_documented():
 
 
 def test_per_channel_matches_torch():
+    """quantize_per_channel does NOT fuse the zero-point addition (unlike per-tensor):
+    near-tie inputs tell the two apart."""
     rng = np.random.default_rng(2)
-    x = (rng.normal(size=(6, 300)) * 3).astype(np.float32)
-    s = rng.uniform(0.005, 0.2, 6)
-    z = rng.integers(-20, 20, 6)
+    s = np.array([0.0123, 1 / 3, 37.5, 0.05, 0.1, 2.0 ** -7])
+    z = np.array([3, 100, 120, -5, 1, 7]) - 60
+    ties = np.stack([near_ties(si, zi, n=600, seed=i) for i, (si, zi) in enumerate(zip(s, z))])
+    x = np.concatenate([ties, (rng.normal(size=(6, 300)) * 3).astype(np.float32)], axis=1)
     q = torch.quantize_per_channel(torch.from_numpy(x), torch.from_numpy(s),
-                                   torch.from_numpy(z), 0, torch.qint8)
+                                   torch.from_numpy(z), 0, torch.qint8).int_repr().numpy()
     ours = rc.ops.quantize_affine(x, s[:, None], z[:, None], -128, 127,
-                                  "torch-2.13-quantize_per_tensor")
-    assert (q.int_repr().numpy() == ours).all()
+                                  "torch-2.13-quantize_per_channel")
+    assert (q == ours).all()
+    fused = rc.ops.quantize_affine(x, s[:, None], z[:, None], -128, 127,
+                                   "torch-2.13-quantize_per_tensor")
+    assert (fused != q).any()                        # the inputs do distinguish them
+    x1 = np.array([[0.17834997] * 9] * 2, np.float32)            # the documented example
+    q1 = torch.quantize_per_channel(torch.from_numpy(x1), torch.tensor([0.0123, 0.0123],
+                                    dtype=torch.float64), torch.tensor([3, 3]), 0,
+                                    torch.quint8).int_repr().numpy()
+    assert (q1 == 18).all()
+    assert (rc.ops.quantize_affine(x1, 0.0123, 3, 0, 255,
+                                   "torch-2.13-quantize_per_channel") == 18).all()
     fq = torch.fake_quantize_per_channel_affine(torch.from_numpy(x),
                                                 torch.from_numpy(s.astype(np.float32)),
                                                 torch.from_numpy(z.astype(np.int32)), 0,
@@ -166,5 +179,9 @@ def test_errors_name_the_value():
         rc.ops.choose_qparams_affine(np.zeros((2, 30)), "symmetric", (1, 32), -128, 127)
     with pytest.raises(ValueError, match="unknown mapping"):
         rc.ops.choose_qparams_affine(np.zeros((2, 32)), "sym", (1, 32), -128, 127)
-    with pytest.raises(ValueError, match="zero_point must be integral"):
+    with pytest.raises(ValueError, match=r"zero_point\[0\] = 0.5 is not an integer"):
         rc.ops.quantize_affine([1.0], 0.1, 0.5, 0, 255)
+    with pytest.raises(ValueError, match=r"zero_point\[0\] = inf"):
+        rc.ops.dequantize_affine([1, 2], 0.1, float("inf"))
+    with pytest.raises(TypeError, match="got None"):
+        rc.ops.quantize_affine([1.0], 0.1, None, 0, 255)

@@ -289,3 +289,42 @@ def test_fixed_errors():
         F(8, 2000)
     with pytest.raises(ValueError, match="outside float64"):
         F(64, -1020).decode(np.array([1 << 62], dtype=np.uint64))
+
+
+@pytest.mark.parametrize("r", [1, 8, 16, 60])
+def test_random_bits_on_exact_rational_paths(r):
+    """SR with r random bits (carry of floor(frac * 2**r) + top r bits of the word) on the
+    integer-input and fixed-point paths, element by element."""
+    key = int(np.random.default_rng(11).bit_generator.random_raw())
+    q = np.array([3, -3, 5, 1, -7, 13] * 200)
+    got = rc.ops.fixed_convert(q, F(8, 4), F(8, 0), "stochastic",
+                               rng=np.random.default_rng(11), random_bits=r)
+    want = []
+    for i, v in enumerate(q.tolist()):
+        a = Fraction(abs(v), 16)
+        lo = math.floor(a)
+        up = math.floor((a - lo) * 2 ** r) + (splitmix(key, i) >> (64 - r)) >= 2 ** r
+        want.append((lo + up) * (1 if v >= 0 else -1))
+    assert got.tolist() == want
+    ints = rc.ops.quantize_int(np.array([1] * 4000), "int8", "stochastic",
+                               rng=np.random.default_rng(3), random_bits=r, scale_exp=3)
+    # 1/8 needs 3 random bits: with fewer the truncated fraction is 0 and nothing rounds up
+    expect = 0.125 if r >= 3 else 0.0
+    assert ints.max() <= 1 and abs(ints.mean() - expect) < 0.05
+
+
+def test_random_bits_above_guard_is_refused_on_rational_paths():
+    with pytest.raises(ValueError, match="random_bits=61"):
+        rc.ops.fixed_convert([3], F(8, 4), F(8, 0), "stochastic",
+                             rng=np.random.default_rng(0), random_bits=61)
+
+
+def test_scale_exp_bounds_and_fixed_format_guard():
+    with pytest.raises(ValueError, match="scale_exp=-1099511627776"):
+        rc.ops.quantize_int([1.0], "int8", scale_exp=-(2 ** 40))
+    with pytest.raises(TypeError, match="quantize_fixed"):
+        rc.ops.quantize_int([0.5], F(16, 15))
+    assert rc.ops.quantize_int([1.0], "int8", scale_exp=-4096).tolist() == [127]
+    assert rc.ops.fixed_add([], [], F(8, 4), F(8, 4), F(8, 4)).tolist() == []
+    with pytest.raises(ValueError, match="does not fit in 64 bits"):
+        IntFormat(4).encode([2 ** 70])

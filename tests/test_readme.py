@@ -76,10 +76,17 @@ def test_integer_example_prints_its_comments():
     # the affine example spans two lines; its comment is on the second
     comments.append(re.findall(r"\)\s+# (\[\d+\])", code)[-1])
     assert printed == comments
-    # independent checks: RNE ties, wrap mod 256, Q15 products, 4-bit nibbles
-    assert (round(2.5), round(3.5), (300 + 128) % 256 - 128) == (2, 4, 44)
-    assert (0.5 * 0.5 * 2 ** 15, 0.75 * 0.75 * 2 ** 15) == (8192, 18432)
-    assert [(-8 & 15) | ((7 & 15) << 4), (-1 & 15)] == [120, 15]
+    # the comments, recomputed from their definitions with Python integers and Fractions
+    from fractions import Fraction
+    q15 = [int(Fraction(v) * 2 ** 15) for v in (0.5, -0.75)]         # toward zero, exact
+    expect = [str([round(2.5), round(3.5), 127]),                     # RNE ties, saturate
+              str([(300 + 128) % 256 - 128]),                         # wrap modulo 2**8
+              str([-127]),                                            # narrow int8
+              str([round(Fraction(a * a, 2 ** 15)) for a in q15]),    # one rounding, Q0.15
+              str([(-8 & 15) | ((7 & 15) << 4), (-1 & 15) | (0 << 4)]),  # low nibble first
+              str(round(Fraction(1000 * (1 << 30), 2 ** 31) / 2)),     # 1000 * 2**-1 * 2**-1
+              str([round(Fraction(1, 4) / Fraction(1, 10) + 1)])]     # 2.5 + 1 = 3.5 -> 4
+    assert comments == expect
 
 
 def test_block_example_prints_its_comment():

@@ -2,7 +2,7 @@
 
 >>> from refcomp import crosscheck
 >>> sorted(crosscheck.known_backends())
-['file', 'ml_dtypes', 'torch-cpu', 'torch-cuda']
+['file', 'ml_dtypes', 'torch-cpu', 'torch-cuda', 'torchao']
 """
 
 from .backend import BACKENDS, Backend, make_backend, register
@@ -17,5 +17,5 @@ __all__ = ["Backend", "BACKENDS", "make_backend", "register", "CaseResult", "cla
 
 
 def known_backends():
-    from . import mldtypes_backend, torch_backend  # noqa: F401  (they register themselves)
+    from . import mldtypes_backend, torch_backend, torchao_backend  # noqa: F401  (register)
     return list(BACKENDS)

@@ -2,7 +2,8 @@
 
 ``torch-2.13.json`` and ``ml_dtypes-0.6.json`` map each golden op to the backend call, the
 rounding modes, formats and refcomp profiles under which it is comparable, the values each
-other param may take (``param_values``, e.g. an affine ``convention``), and how NaN
+other param may take (``param_values``, e.g. an affine ``convention``; ``param_combos`` for
+values allowed only together, e.g. ``(qmin, qmax)``), and how NaN
 outputs compare; an op marked ``unsupported`` carries the reason.  They are pinned to the
 backend version in their name; :func:`load` refuses a map for another version.
 """
@@ -39,19 +40,27 @@ def check(opmap: dict, case, formats: dict | None = None) -> str | None:
         if v not in allowed_values:
             return (f"{opmap['backend']} {case.op} runs {key} in "
                     f"{', '.join(map(str, allowed_values))} only, not {v}")
+    combos = op.get("param_combos")
+    if combos is not None:
+        got = [case.params.get(k) for k in combos["keys"]]
+        if got not in combos["values"]:
+            return (f"{opmap['backend']} {case.op} runs ({', '.join(combos['keys'])}) in "
+                    f"{combos['values']} only, not {got}")
     prof = case.params.get("profile") or "softfloat-3e-8086-sse"
+    allowed = None
     if "profiles" not in op:                    # an op without float-cast conventions
-        return None if case.params.get("profile") is None else \
-            f"{opmap['backend']} {case.op} takes no profile"
-    if prof not in op["profiles"]:
-        return (f"case follows {prof} conventions; {opmap['backend']} {case.op} is compared "
-                f"under {', '.join(op['profiles'])}")
-    fmt = case.params.get("fmt")
-    allowed = op.get("formats")
-    if allowed == "profile":
-        allowed = (formats or {}).get(prof, [])
-    if fmt is not None and allowed is not None and fmt not in allowed:
-        return f"{opmap['backend']} {case.op} has no {fmt}"
+        if case.params.get("profile") is not None:
+            return f"{opmap['backend']} {case.op} takes no profile"
+    else:
+        if prof not in op["profiles"]:
+            return (f"case follows {prof} conventions; {opmap['backend']} {case.op} is "
+                    f"compared under {', '.join(op['profiles'])}")
+        fmt = case.params.get("fmt")
+        allowed = op.get("formats")
+        if allowed == "profile":
+            allowed = (formats or {}).get(prof, [])
+        if fmt is not None and allowed is not None and fmt not in allowed:
+            return f"{opmap['backend']} {case.op} has no {fmt}"
     for k, v in case.inputs.items():
         ins = op.get("input_formats", allowed)
         if ins is not None and v.kind not in ins and v.kind not in op.get("extra_inputs", []):

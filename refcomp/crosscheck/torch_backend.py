@@ -116,8 +116,12 @@ class TorchBackend(opmap.MappedBackend):
         return {"y": self._bits(y)}
 
 
-def _qdtype(torch, lo):
-    return torch.qint8 if lo < 0 else torch.quint8
+def _qdtype(torch, lo, hi):
+    types = {(0, 255): torch.quint8, (-128, 127): torch.qint8}
+    if (lo, hi) not in types:
+        raise ValueError(f"torch quantized tensors are quint8 (0..255) or qint8 (-128..127), "
+                         f"not {lo}..{hi}")
+    return types[(lo, hi)]
 
 
 def _scalars(case):
@@ -132,7 +136,8 @@ def _quantize(torch, case, ins):
     s, z = _scalars(case)
     with warnings.catch_warnings():          # deprecated in torch 2.13, still working
         warnings.simplefilter("ignore")
-        q = torch.quantize_per_tensor(ins["x"], s, z, _qdtype(torch, case.params["qmin"]))
+        q = torch.quantize_per_tensor(ins["x"], s, z, _qdtype(torch, case.params["qmin"],
+                                                                case.params["qmax"]))
     return q.int_repr().to(torch.int32)
 
 

@@ -70,6 +70,10 @@ class TorchaoBackend(opmap.MappedBackend):
         if case.op == "pack":
             return {"y": self._bits(self.kernels.pack_uint4(ins["codes"].to(torch.uint8)))}
         if case.op == "choose_qparams_affine":
+            if case.inputs["x"].kind != p.get("fmt", "float32"):
+                raise ValueError(f"choose_qparams_affine computes in the input's dtype: x is "
+                                 f"{case.inputs['x'].kind}, the case says fmt="
+                                 f"{p.get('fmt', 'float32')}")
             tdt = torch.int8 if p["qmin"] < 0 else torch.uint8
             mapping = getattr(qp.MappingType, p["mapping"].upper())
             s, z = qp.choose_qparams_affine(ins["x"], mapping, tuple(p["block_size"]), tdt,

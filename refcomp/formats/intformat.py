@@ -226,15 +226,26 @@ INT_NAMES = tuple(f"{s}int{b}" for s in ("", "u") for b in (2, 4, 8, 16, 32, 64)
 
 
 def _as_int_array(values, what) -> np.ndarray:
-    if isinstance(values, np.ndarray):
-        v = values
-    else:
+    """An int64 (or uint64, for values above int64) array of integer input; Python ints of
+    any size are checked here, so a value beyond 64 bits is a ValueError naming it."""
+    if isinstance(values, np.ndarray) or np.isscalar(values) and not isinstance(values, int):
         v = np.asarray(values)
-        if v.dtype == object:
-            try:
-                v = np.asarray(values, dtype=np.int64)
-            except OverflowError:
-                v = np.asarray(values, dtype=np.uint64)
+    else:
+        obj = np.asarray(values, dtype=object)
+        flat = obj.reshape(-1)
+        for i, e in enumerate(flat):
+            if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)):
+                raise TypeError(f"{what} must be integers, got {e!r} at index {i}")
+            if not -(1 << 63) <= int(e) < 1 << 64:
+                raise ValueError(f"value {int(e)} at index {i} of {what} does not fit in 64 "
+                                 f"bits")
+        ints = [int(e) for e in flat]
+        dt = np.uint64 if ints and min(ints) >= 0 and max(ints) >= 1 << 63 else np.int64
+        if dt is np.int64 and ints and max(ints) >= 1 << 63:
+            i = max(range(len(ints)), key=lambda k: ints[k])
+            raise ValueError(f"value {ints[i]} at index {i} of {what} does not fit in int64 "
+                             f"beside negative values")
+        return np.array(ints, dtype=dt).reshape(obj.shape)
     if v.dtype.kind not in "iu":
         raise TypeError(f"{what} must be integers, got dtype {v.dtype}")
     return v

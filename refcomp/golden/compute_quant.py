@@ -55,7 +55,8 @@ def _fixed_convert(vals, params):
     dst = _fixed(params["dst"])
     y = rops.fixed_convert(vals["q"], _fixed(params["src"]), dst,
                            params.get("rounding", "nearest_even"),
-                           overflow=params.get("overflow", "saturate"), rng=_rng(params))
+                           overflow=params.get("overflow", "saturate"), rng=_rng(params),
+                           random_bits=params.get("random_bits"))
     return {"y": _int_out(y, dst.integer.name)}
 
 
@@ -66,7 +67,8 @@ def _fixed_binary(name):
         out = _fixed(params["out"])
         y = fn(vals["a"], vals["b"], _fixed(params["fa"]), _fixed(params["fb"]), out,
                params.get("rounding", "nearest_even"),
-               overflow=params.get("overflow", "saturate"), rng=_rng(params))
+               overflow=params.get("overflow", "saturate"), rng=_rng(params),
+               random_bits=params.get("random_bits"))
         return {"y": _int_out(y, out.integer.name)}
     run.__doc__ = f"refcomp.ops.fixed_{name}(a, b, fa, fb, out, rounding, overflow=...)"
     return run
@@ -123,7 +125,8 @@ def _choose_qparams_affine(vals, params):
     """refcomp.ops.choose_qparams_affine(x, mapping, block_size, qmin, qmax, fmt=...)"""
     fmt = params.get("fmt", "float32")
     s, z = rops.choose_qparams_affine(vals["x"], params["mapping"], tuple(params["block_size"]),
-                                      params["qmin"], params["qmax"], fmt=fmt)
+                                      params["qmin"], params["qmax"], eps=params.get("eps"),
+                                      fmt=fmt)
     return {"scale": _float_out(s, fmt), "zero_point": _int_out(z, "int32")}
 
 

@@ -7,13 +7,16 @@ scale itself is rounded.  A :class:`AffineConvention` names one choice of each, 
 named conventions mirror real backends:
 
 ``torch-2.13-quantize_per_tensor``
-    ``torch.quantize_per_tensor`` / ``quantize_per_channel`` on CPU: ``inv = f32(1 / f32(s))``,
+    ``torch.quantize_per_tensor`` on CPU: ``inv = f32(1 / f32(s))``,
     ``t = f32(x * inv + z)`` with ONE rounding (a fused multiply-add), ``q =
     clamp(nearbyint(t))`` -- the zero point is added BEFORE rounding (FBGEMM ``Quantize``
     computes ``zero_point + src * inv_scale``, vectorised with FMA instructions).  Measured
     on torch 2.13.0+cpu (tests/test_affine.py): x = 0.17834997f, s = 0.0123, z = 3 gives
     17 (fused: x*inv + 3 = 17.4999988...), where an unfused multiply then add gives
     f32(14.499999f + 3) = 17.5 -> 18.
+``torch-2.13-quantize_per_channel``
+    ``torch.quantize_per_channel`` on CPU: the same formula WITHOUT the fusion,
+    ``t = f32(f32(x * inv) + z)`` (measured: the example above gives 18 per channel).
 ``torch-2.13-fake_quantize``
     ``torch.fake_quantize_per_tensor_affine`` / ``_per_channel_affine``:
     ``q = clamp(nearbyint(f32(x * inv)) + z)``, output ``f32((q - z) * s)`` -- the zero point
@@ -87,6 +90,9 @@ AFFINE_CONVENTIONS = {c.name: c for c in (
     AffineConvention("torch-2.13-quantize_per_tensor", "before_round", "mul_reciprocal",
                      "float32", "torch 2.13 CPU quantize_per_tensor -> FBGEMM Quantize "
                      "(fused multiply-add)", fused=True),
+    AffineConvention("torch-2.13-quantize_per_channel", "before_round", "mul_reciprocal",
+                     "float32", "torch 2.13 CPU quantize_per_channel (multiply, then add the "
+                     "zero point in float32; measured)"),
     AffineConvention("torch-2.13-fake_quantize", "after_round", "mul_reciprocal", "float32",
                      "torch 2.13 ATen fake_quantize_tensor_cachemask_kernel (CPU)"),
     AffineConvention("torchao-0.18", "after_round", "mul_reciprocal", "float32",
@@ -140,14 +146,20 @@ def _scale(scale, fmt):
     return s
 
 
-def _zero_point(zero_point, qmin, qmax):
+def _zero_point(zero_point):
+    """Integral zero points within +-2**24 (exact in float32), as float64 values."""
+    if zero_point is None:
+        raise TypeError("zero_point must be an integer or an array of integers, got None")
     z = np.asarray(zero_point)
-    if z.dtype.kind not in "iu":
-        zf = np.asarray(zero_point, dtype=np.float64)
-        if np.any(zf != np.round(zf)):
-            raise ValueError(f"zero_point must be integral, got {zero_point!r}")
-        z = zf.astype(np.int64)
-    return z.astype(np.float64)
+    if z.dtype.kind not in "iuf":
+        raise TypeError(f"zero_point must be integers, got dtype {z.dtype}")
+    zf = z.astype(np.float64)
+    bad = ~np.isfinite(zf) | (zf != np.floor(zf)) | (np.abs(zf) > 1 << 24)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(f"zero_point[{i}] = {float(zf.reshape(-1)[i])!r} is not an integer within "
+                         f"+-2**24")
+    return zf
 
 
 def quantize_affine(x, scale, zero_point, qmin, qmax, convention="torchao-0.18", fmt=None):
@@ -172,7 +184,7 @@ def quantize_affine(x, scale, zero_point, qmin, qmax, convention="torchao-0.18",
     fmt = c.compute if fmt is None else fmt
     xv = _values(x, "x", fmt)
     s = _scale(scale, fmt)
-    z = _zero_point(zero_point, qmin, qmax)
+    z = _zero_point(zero_point)
     if c.fused:
         q = round_to_integral(fma(xv, div(1.0, s, fmt), z, fmt), fmt, "nearest_even")
         return np.clip(q, qmin, qmax).astype(np.int64)
@@ -200,7 +212,7 @@ def dequantize_affine(q, scale, zero_point, convention="torchao-0.18", fmt=None)
     if qa.dtype.kind not in "iu":
         raise TypeError(f"q must be integers, got dtype {qa.dtype}")
     s = _scale(scale, fmt)
-    z = _zero_point(zero_point, -(1 << 24), 1 << 24)
+    z = _zero_point(zero_point)
     return mul(sub(qa.astype(np.float64), z, fmt), s, fmt)
 
 

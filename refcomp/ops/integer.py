@@ -8,13 +8,16 @@ integer.  Two paths feed the core:
 * float inputs (float16/32/64) are unpacked exactly into ``sig * 2**lsb`` (vectorised);
 * exact rationals -- integer codes of fixed-point operands, their sums, products and
   quotients -- are formed with Python integers, so nothing is lost at any width (this path
-  runs at Python speed, about a microsecond per element).
+  runs at Python speed, roughly 10 microseconds per element).
 
-Magnitudes of 2**59 units or more are reduced first: ``v = K * 2**59 + r`` with integral K,
-and ``round(±v) = ±(K * 2**59 + round(±r))`` in every mode, because rounding commutes with
-adding an even integer (ties, parity and the direction of the directed modes are
-unchanged; stochastic rounding sees the same fraction).  So the core always works on
-values below 2**59 with two guard bits, and `wrap` gets the exact rounded integer.
+Exact rationals are reduced first: ``v = 2K + r`` with integral K and ``0 <= r < 2``, and
+``round(±v) = ±(2K + round(±r))`` in every mode, because rounding commutes with adding an
+even integer (ties, parity and the direction of the directed modes are unchanged;
+stochastic rounding sees the same fraction).  The core then rounds ``r`` known to 60
+fraction bits plus a sticky bit (exact decisions for stochastic rounding with up to 60
+random bits; an undecided exact-probability case is settled with the exact fraction), and
+`wrap` gets the exact rounded integer.  Float inputs of 2**59 units or more are integers
+already (float64 has 53 bits) and skip the rounding.
 
 Conventions are refcomp's own (no backend mirrored): NaN inputs are an error; infinities
 saturate, and are an error under ``wrap``; the narrow (symmetric) range saturates to
@@ -40,7 +43,9 @@ from .exact import operand
 __all__ = ["quantize_int", "quantize_fixed", "fixed_convert", "fixed_add", "fixed_sub",
            "fixed_mul", "fixed_div", "fixed_value", "round_rationals"]
 
-_RED = 59                        # magnitudes >= 2**_RED units are reduced (module docstring)
+_BIG = 59                        # float inputs of >= 2**_BIG units are exact integers
+_GUARD = 60                      # fraction bits of the reduced rationals (module docstring)
+_MAX_SCALE_EXP = 4096            # |scale_exp| beyond this only gives 0 or the range ends
 
 
 class _Opts:
@@ -129,15 +134,18 @@ def round_rationals(neg, mags, opt: _Opts):
     base = [0] * n
     sig = np.zeros(n, dtype=np.uint64)
     sticky = np.zeros(n, dtype=bool)
+    if opt.rbits > _GUARD:
+        raise ValueError(f"random_bits={opt.rbits}: integer and fixed-point operands are "
+                         f"rounded with {_GUARD} fraction bits; use random_bits <= {_GUARD}")
     for i, m in enumerate(mags):
-        k = m.numerator // (m.denominator << _RED)
-        r = m - (k << _RED)
-        base[i] = k << _RED
-        q, rem = divmod(r.numerator << 2, r.denominator)   # two guard bits
+        k = m.numerator // (m.denominator << 1)
+        r = m - 2 * k                                       # in [0, 2)
+        base[i] = 2 * k
+        q, rem = divmod(r.numerator << _GUARD, r.denominator)
         sig[i] = q
         sticky[i] = rem != 0
     s = np.asarray(neg, dtype=np.uint64)
-    lsb = np.full(n, -2, dtype=np.int64)
+    lsb = np.full(n, -_GUARD, dtype=np.int64)
     qe = np.zeros(n, dtype=np.int64)
     w = opt.words(n)
     mode = opt.rnd.code
@@ -161,8 +169,9 @@ def quantize_int(x, fmt, rounding="nearest_even", *, overflow="saturate", rng=No
     ----------
     x : array_like
         float16/32/64 values (exact), or integers (exact at any width).
-    fmt : IntFormat, FixedFormat or str
-        ``"int8"``, ``"uint4"``, ``"int8_narrow"``, ``IntFormat(12)``, ...
+    fmt : IntFormat or str
+        ``"int8"``, ``"uint4"``, ``"int8_narrow"``, ``IntFormat(12)``, ... (for a
+        FixedFormat use :func:`quantize_fixed`)
     rounding : str or Rounding
         Any of the seven modes (``stochastic`` needs `rng`).
     overflow : {"saturate", "wrap"}
@@ -170,8 +179,8 @@ def quantize_int(x, fmt, rounding="nearest_even", *, overflow="saturate", rng=No
     random_bits : int, optional
         Stochastic rounding with r random bits (see :func:`refcomp.cast`).
     scale_exp : int
-        Quantum exponent: the result counts units of ``2**scale_exp`` (0 for integers,
-        ``-frac_bits`` for fixed point).
+        Quantum exponent, -4096..4096: the result counts units of ``2**scale_exp`` (0 for
+        integers, ``-frac_bits`` for fixed point).
 
     Returns
     -------
@@ -193,11 +202,17 @@ def quantize_int(x, fmt, rounding="nearest_even", *, overflow="saturate", rng=No
     >>> rc.ops.quantize_int([-200.0, 0.49], "int8_narrow", rounding="nearest_away").tolist()
     [-127, 0]
     """
+    if isinstance(fmt, FixedFormat):
+        raise TypeError(f"quantize_int takes an integer format; for {fmt.name} use "
+                        f"quantize_fixed (it sets scale_exp = -frac_bits)")
     fmt = _as_fmt(fmt)
     opt = _Opts(rounding, overflow, rng, random_bits)
     _check_wrap(fmt, opt)
     if isinstance(scale_exp, (bool, np.bool_)) or not isinstance(scale_exp, (int, np.integer)):
         raise TypeError(f"scale_exp must be an integer, got {scale_exp!r}")
+    if abs(int(scale_exp)) > _MAX_SCALE_EXP:
+        raise ValueError(f"scale_exp={int(scale_exp)} is out of range: it must be in "
+                         f"[-{_MAX_SCALE_EXP}, {_MAX_SCALE_EXP}]")
     qe = int(scale_exp)
     arr, layout = as_input(x, "x")
     shape = arr.shape
@@ -217,7 +232,7 @@ def quantize_int(x, fmt, rounding="nearest_even", *, overflow="saturate", rng=No
         raise ValueError(f"x[{int(np.flatnonzero(inf)[0])}] is infinite: overflow='wrap' "
                          f"has no value for it")
     fin = u.cls == FINITE
-    big_m = fin & (u.e - qe >= _RED)
+    big_m = fin & (u.e - qe >= _BIG)
     small = fin & ~big_m
     neg = u.s == U1
     qes = np.full(flat.size, qe, dtype=np.int64)
@@ -235,7 +250,7 @@ def quantize_int(x, fmt, rounding="nearest_even", *, overflow="saturate", rng=No
     big = {i: (-1 if neg[i] else 1) << 70 for i in np.flatnonzero(inf).tolist()}  # saturates
     idx = np.flatnonzero(big_m)
     if idx.size:
-        # at least 2**59 units: an exact integer multiple (float64 has 53 bits)
+        # at least 2**_BIG units: an exact integer multiple (float64 has 53 bits)
         for i in idx.tolist():
             big[i] = int(Fraction(float(flat[i])) / Fraction(2) ** qe)
     return _finish(neg, n, big, fmt, opt).reshape(shape)
