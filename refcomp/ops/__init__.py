@@ -22,6 +22,7 @@ from .neighbors import next_down, next_up, ulp
 from .packing import pack, pack_int, unpack, unpack_int
 from .requant import (RequantRounding, multiply_by_quantized_multiplier, quantize_multiplier,
                       rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from .tensorcore import TENSOR_CORES, TensorCoreModel, tc_matmul, tc_output_bits
 
 __all__ = ["add", "sub", "mul", "div", "sqrt", "fma", "round_to_integral", "to_int", "eq",
            "ne", "lt", "le", "gt", "ge", "unordered", "next_up", "next_down", "ulp",
@@ -34,4 +35,6 @@ __all__ = ["add", "sub", "mul", "div", "sqrt", "fma", "round_to_integral", "to_i
            "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
            "multiply_by_quantized_multiplier", "quantize_multiplier",
            # block formats (MX, NVFP4, BFP)
-           "quantize_block", "dequantize_block", "BlockQuantized", "Convention"]
+           "quantize_block", "dequantize_block", "BlockQuantized", "Convention",
+           # tensor cores (issue 5, in progress)
+           "TensorCoreModel", "TENSOR_CORES", "tc_matmul", "tc_output_bits"]

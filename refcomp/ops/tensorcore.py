@@ -1,0 +1,238 @@
+"""Bit-accurate models of NVIDIA tensor-core matrix multiply-accumulate (NumPy specification).
+
+One *fused step* adds ``g`` products and an accumulator in one go (Fasi, Higham, Mikaitis,
+Pranesh, PeerJ CS 2021; Khattak & Mikaitis 2025; Xie et al., "MMA-Sim", arXiv:2511.10909,
+whose executable models -- microsoft/MMA-Sim ``mmasim/simulator/arithmetic.py``
+``fused_dot_add``/``fused_sum``/``nv_fused_dot_add`` and ``nv_ptx.py`` -- this module
+reproduces bit for bit, checked against vectors it generated, tests/data/mmasim/):
+
+1. every input's exponent is ``floor(log2 |x|)``, clamped below to its format's minimum
+   normal exponent (subnormals), and **-126 for a zero of any format**; a product's
+   exponent is the sum of its operands' (the product itself is exact, unnormalised);
+2. ``emax`` is the largest exponent among the accumulator ``c`` and all ``g`` products,
+   zeros included;
+3. each term ``v`` (c and every product) is truncated toward zero to ``f`` fraction bits
+   relative to ``emax``: ``trunc(v * 2**(f - emax))``, no guard or sticky bit;
+4. the truncated terms are added exactly, then rounded once to the output: float32 toward
+   zero (or to 13 fraction bits, "e8m13", for fp8 on Ada/Hopper), float16 to nearest even;
+   gradual underflow, no flushing; a result beyond float32's range is infinite even under
+   truncation; a zero result is +0;
+5. NaN/inf: if the float64 sum of the exact products and c is NaN the result is the
+   canonical NaN (0x7FFFFFFF / 0x7FFF), if it is infinite, that infinity.
+
+An instruction of depth ``k`` is ``k / g`` such steps in sequence, each rounded to the
+output format and used as the next step's ``c`` (Ampere/Ada "split-k"); a whole GEMM is the
+sequence of its instructions along K, each instruction's D the next one's C -- so a GEMM
+is ``K / g`` chained fused steps.  TF32 inputs are float32 with the low 13 bits cleared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..formats import catalog
+from ..rounding.cast import cast
+
+__all__ = ["TensorCoreModel", "TENSOR_CORES", "fused_step", "tc_matmul", "tensor_core",
+           "tc_output_bits"]
+
+_ZERO_EXP = -126                  # MMA-Sim: a zero's exponent, whatever its format
+_EMIN = {"float16": -14, "bfloat16": -126, "float32": -126, "tfloat32": -126,
+         "float8_e4m3fn": -6, "float8_e5m2": -14}
+_OUT = ("float32", "float16", "e8m13")
+
+
+@dataclass(frozen=True)
+class TensorCoreModel:
+    """One tensor-core datapath: inputs, products per fused step, fraction bits, output.
+
+    Attributes
+    ----------
+    name : str
+    inputs : str        float16, bfloat16, tfloat32, float8_e4m3fn, float8_e5m2
+    group : int         products added per fused step
+    frac_bits : int     fraction bits kept relative to the largest exponent
+    output : str        float32 (truncation), float16 (nearest even), e8m13 (truncation to
+                        13 fraction bits, stored as float32)
+    k : int             instruction depth (a multiple of `group`)
+    source : str
+    """
+
+    name: str
+    inputs: str
+    group: int
+    frac_bits: int
+    output: str
+    k: int
+    source: str
+
+    def __post_init__(self):
+        if self.inputs not in _EMIN:
+            raise ValueError(f"tensor-core inputs {self.inputs!r} not modelled (known: "
+                             f"{', '.join(_EMIN)})")
+        if self.output not in _OUT:
+            raise ValueError(f"output {self.output!r} is not one of {', '.join(_OUT)}")
+        if self.group < 1 or self.k % self.group:
+            raise ValueError(f"k={self.k} is not a multiple of group={self.group}")
+
+    @property
+    def c_format(self) -> str:
+        return "float16" if self.output == "float16" else "float32"
+
+
+def _models():
+    src = "microsoft/MMA-Sim mmasim/simulator/nv_ptx.py (arch table, split-k rule)"
+    rows = []
+    for arch, f in (("volta", 23), ("turing", 24), ("ampere", 24), ("hopper", 25),
+                    ("blackwell", 25)):
+        for out in ("float32", "float16"):
+            if arch == "volta":
+                rows.append((f"{arch}-mma-m8n8k4-f16-{out}", "float16", 4, f, out, 4))
+            elif arch == "turing":
+                rows.append((f"{arch}-mma-m16n8k8-f16-{out}", "float16", 8, f, out, 8))
+            elif arch == "ampere":
+                for t in ("float16", "bfloat16"):
+                    if t == "bfloat16" and out == "float16":
+                        continue
+                    rows.append((f"{arch}-mma-m16n8k16-{t}-{out}", t, 8, f, out, 16))
+            else:
+                for t in ("float16", "bfloat16"):
+                    if t == "bfloat16" and out == "float16":
+                        continue
+                    name = "wgmma-m64nNk16" if arch == "hopper" else "tcgen05-k16"
+                    rows.append((f"{arch}-{name}-{t}-{out}", t, 16, f, out, 16))
+    rows.append(("ampere-mma-m16n8k8-tf32-float32", "tfloat32", 4, 24, "float32", 8))
+    rows.append(("hopper-wgmma-m64nNk8-tf32-float32", "tfloat32", 8, 25, "float32", 8))
+    rows.append(("blackwell-tcgen05-k8-tf32-float32", "tfloat32", 8, 25, "float32", 8))
+    for t in ("float8_e4m3fn", "float8_e5m2"):
+        rows.append((f"ada-mma-m16n8k32-{t}-float32", t, 16, 13, "e8m13", 32))
+        rows.append((f"ada-mma-m16n8k32-{t}-float16", t, 16, 13, "float16", 32))
+        rows.append((f"hopper-wgmma-m64nNk32-{t}-float32", t, 32, 13, "e8m13", 32))
+        rows.append((f"hopper-wgmma-m64nNk32-{t}-float16", t, 32, 13, "float16", 32))
+        rows.append((f"blackwell-tcgen05-k32-{t}-float32", t, 32, 25, "float32", 32))
+    return {r[0]: TensorCoreModel(*r, source=src) for r in rows}
+
+
+#: the modelled instructions by name (``refcomp.ops.TENSOR_CORES``)
+TENSOR_CORES = _models()
+
+
+def tensor_core(name) -> TensorCoreModel:
+    if isinstance(name, TensorCoreModel):
+        return name
+    try:
+        return TENSOR_CORES[name]
+    except KeyError:
+        raise ValueError(f"unknown tensor-core model {name!r} (known: "
+                         f"{', '.join(sorted(TENSOR_CORES))})") from None
+
+
+def _exponent(x, emin):
+    """MMA-Sim's exponent of exact values: floor(log2|x|) clamped to emin, -126 for 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.frexp(x)[1].astype(np.int64) - 1
+    e = np.maximum(e, emin)
+    return np.where(x == 0, _ZERO_EXP, e)
+
+
+def _round_out(v, output):
+    """Round exact float64 sums to the output (step 4 of the module docstring)."""
+    if output == "float16":
+        y = cast(v, "float16", "nearest_even")
+    else:
+        y = cast(v, "float32" if output == "float32" else "e8m13", "toward_zero")
+        y = np.where(np.abs(v) >= 2.0 ** 128, np.copysign(np.inf, v), y)
+    return np.where(y == 0, 0.0, y)                       # a zero result is +0
+
+
+def fused_step(a, b, c, model) -> np.ndarray:
+    """One fused step on a batch: a, b (..., g) input values, c (...) accumulator values
+    (exact float64 values of their formats); returns the rounded outputs (float64)."""
+    m = tensor_core(model)
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    c = np.asarray(c, np.float64)
+    emin_in = _EMIN[m.inputs]
+    emin_c = _EMIN[m.c_format]
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b                                         # exact (<= 2 x 11-bit significands)
+        special = np.sum(p, axis=-1) + c
+    ep = _exponent(a, emin_in) + _exponent(b, emin_in)
+    emax = np.maximum(ep.max(axis=-1), _exponent(c, emin_c))
+    sh = m.frac_bits - emax
+    finite = np.isfinite(special)
+    with np.errstate(invalid="ignore"):
+        t = np.trunc(np.ldexp(np.where(finite[..., None], p, 0.0), sh[..., None])).sum(axis=-1)
+        t = t + np.trunc(np.ldexp(np.where(finite, c, 0.0), sh))
+    out = _round_out(np.ldexp(t, -sh), m.output)
+    # NaN results: any NaN here (tc_output_bits encodes the canonical pattern)
+    return np.where(np.isnan(special), np.nan, np.where(np.isinf(special), special, out))
+
+
+def tc_matmul(A, B, C, model) -> np.ndarray:
+    """D = A @ B + C as the tensor core computes it: K / group fused steps along K, each
+    rounded to the output format and fed to the next as its accumulator.
+
+    Parameters
+    ----------
+    A : (M, K) values of the input format (exact float64 or float32/float16 arrays)
+    B : (K, N)
+    C : (M, N) values of the accumulator format (float32, or float16 for float16 output)
+    model : str or TensorCoreModel
+
+    Returns
+    -------
+    (M, N) float64 array of output values (NaN results are the canonical NaN of the
+    output format when encoded with :func:`tc_output_bits`).
+    """
+    m = tensor_core(model)
+    A = np.asarray(A, np.float64)
+    B = np.asarray(B, np.float64)
+    C = np.asarray(C, np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0] or C.shape != (A.shape[0],
+                                                                              B.shape[1]):
+        raise ValueError(f"shapes do not chain: A {A.shape}, B {B.shape}, C {C.shape}")
+    K = A.shape[1]
+    if K % m.k:
+        raise ValueError(f"K={K} is not a multiple of the instruction's k={m.k} ({m.name})")
+    if m.inputs == "tfloat32":
+        A, B = _tf32(A), _tf32(B)
+    _check_values(A, m.inputs, "A")
+    _check_values(B, m.inputs, "B")
+    _check_values(C, m.c_format, "C")
+    d = C
+    g = m.group
+    for k0 in range(0, K, g):
+        a = A[:, None, k0:k0 + g]                         # (M, 1, g)
+        b = B[k0:k0 + g, :].T[None, :, :]                 # (1, N, g)
+        d = fused_step(a, b, d, m)
+    return d
+
+
+def _tf32(x):
+    """float32 values with the low 13 significand bits cleared (the instruction's input)."""
+    u = x.astype(np.float32).view(np.uint32) & np.uint32(0xFFFFE000)
+    return u.view(np.float32).astype(np.float64)
+
+
+def _check_values(x, fmt, what):
+    name = "float32" if fmt == "tfloat32" else fmt
+    f = catalog.get(name)
+    fin = np.isfinite(x)
+    ok = np.asarray(cast(np.where(fin, x, 0.0), f)) == np.where(fin, x, 0.0)
+    if not ok.all():
+        i = tuple(int(j) for j in np.unravel_index(int(np.flatnonzero(~ok)[0]), x.shape))
+        raise ValueError(f"{what}{list(i)} = {float(x[i])!r} is not a {name} value")
+
+
+def tc_output_bits(d, model) -> np.ndarray:
+    """Bit patterns of tensor-core outputs, NaN as the canonical 0x7FFFFFFF / 0x7FFF."""
+    m = tensor_core(model)
+    if m.output == "float16":
+        bits = np.asarray(d, np.float16).view(np.uint16)
+        return np.where(np.isnan(d), np.uint16(0x7FFF), bits)
+    bits = np.asarray(d, np.float32).view(np.uint32)
+    return np.where(np.isnan(d), np.uint32(0x7FFFFFFF), bits)
+
