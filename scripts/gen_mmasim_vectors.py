@@ -32,6 +32,12 @@ _T = {"float16": "f16", "bfloat16": "bf16", "tfloat32": "tf32", "float8_e4m3fn":
 def call_for(name, model):
     """(MMA-Sim class name, arch, qualifier, m, n) of a refcomp model name."""
     arch = name.split("-")[0]
+    if model.scaled:
+        t = {"float8_e4m3fn": "e4m3", "float8_e5m2": "e5m2", "float4_e2m1fn": "e2m1"}
+        s = "ue8m0" if model.scale_fmt == "float8_e8m0fnu" else "ue4m3"
+        q = (f"m128n16k{model.k}.block{model.block}.f32.{t[model.inputs]}."
+             f"{t[model.inputs]}.{s}")
+        return "tcgen05mma_block_scale", "Blackwell", q, 128, 16
     t = _T[model.inputs]
     d = "f16" if model.output == "float16" else "f32"
     k = model.k
@@ -72,6 +78,49 @@ def operands(rng, shape, fmt, kind):
     return np.clip(x, -top, top) if kind != "special" else x
 
 
+def scaled_case(rng, obj, model, m, n, count, torch):
+    """Block-scaled instructions: element codes (fp4 packed two per byte, even k low),
+    scale codes (random exponents, a few NaN codes), C with zeros and spreads."""
+    k, nb = model.k, model.k // model.block
+    out = {"A": [], "B": [], "C": [], "SA": [], "SB": [], "D": []}
+    for i in range(count):
+        if model.inputs == "float4_e2m1fn":
+            ca = rng.integers(0, 16, (m, k)).astype(np.uint8)
+            cb = rng.integers(0, 16, (k, n)).astype(np.uint8)
+            A = torch.from_numpy(ca[:, 0::2] | (ca[:, 1::2] << 4))
+            B = torch.from_numpy((cb[0::2, :] | (cb[1::2, :] << 4)))
+        else:
+            dt = torch.float8_e4m3fn if model.inputs == "float8_e4m3fn" else torch.float8_e5m2
+            A = torch.from_numpy(rng.integers(0, 256, (m, k)).astype(np.uint8)).view(dt)
+            B = torch.from_numpy(rng.integers(0, 256, (k, n)).astype(np.uint8)).view(dt)
+            if i % 3 == 0:                         # finite elements only
+                A = torch.nan_to_num(A.float(), nan=1.0, posinf=2.0, neginf=-2.0).to(dt)
+                B = torch.nan_to_num(B.float(), nan=1.0, posinf=2.0, neginf=-2.0).to(dt)
+        if model.scale_fmt == "float8_e8m0fnu":
+            lo, hi = (100, 150) if i % 2 else (0, 255)
+            sa = rng.integers(lo, hi, (m, nb)).astype(np.uint8)
+            sb = rng.integers(lo, hi, (nb, n)).astype(np.uint8)
+            if i % 4 == 0:
+                sa[0, 0] = 0xFF                    # a NaN scale
+            SA = torch.from_numpy(sa).view(torch.float8_e8m0fnu)
+            SB = torch.from_numpy(sb).view(torch.float8_e8m0fnu)
+        else:
+            sa = rng.integers(0, 0x7F, (m, nb)).astype(np.uint8) | (
+                rng.integers(0, 2, (m, nb)).astype(np.uint8) << 7)
+            sb = rng.integers(0, 0x7F, (nb, n)).astype(np.uint8)
+            SA = torch.from_numpy(sa).view(torch.float8_e4m3fn)
+            SB = torch.from_numpy(sb).view(torch.float8_e4m3fn)
+        c = rng.standard_normal((m, n)) * 2.0 ** rng.integers(-30, 30, (m, n))
+        c[rng.random((m, n)) < 0.2] = 0.0
+        C = torch.from_numpy(c.astype(np.float32))
+        D = obj(A, B, C, SA, SB)
+        for key, tns in (("A", A), ("B", B), ("C", C), ("SA", SA), ("SB", SB), ("D", D)):
+            u = {1: torch.uint8, 4: torch.int32}[tns.element_size()]
+            b = tns.view(u).numpy().copy()
+            out[key].append(b.view(f"u{b.dtype.itemsize}"))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mmasim", required=True, help="path of an MMA-Sim checkout")
@@ -101,6 +150,14 @@ def main(argv=None):
         cdt = torch.float16 if model.output == "float16" else torch.float32
         As, Bs, Cs, Ds = [], [], [], []
         t0 = time.perf_counter()
+        if model.scaled:
+            data = scaled_case(rng, obj, model, m, n, args.instructions, torch)
+            np.savez(out / f"{name}.npz", **data)
+            meta["models"][name] = {"class": cls, "arch": arch, "qualifier": qual,
+                                    "instructions": args.instructions}
+            print(f"{name}: {cls}({arch!r}, {qual!r}) x {args.instructions} in "
+                  f"{time.perf_counter() - t0:.1f}s", flush=True)
+            continue
         for i in range(args.instructions):
             kind = kinds[i % len(kinds)]
             A = torch.from_numpy(operands(rng, (m, model.k), model.inputs, kind)

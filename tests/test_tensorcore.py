@@ -18,7 +18,9 @@ import refcomp as rc
 
 from oracle import Fmt, round_value
 from refcomp.formats import catalog
-from refcomp.ops.tensorcore import TENSOR_CORES, fused_step, tc_matmul, tc_output_bits
+from refcomp.ops import unpack
+from refcomp.ops.tensorcore import (TENSOR_CORES, fused_step, tc_matmul, tc_matmul_scaled,
+                                    tc_output_bits)
 
 DATA = Path(__file__).resolve().parent / "data" / "mmasim"
 META = json.loads((DATA / "meta.json").read_text())
@@ -34,10 +36,30 @@ def test_bit_exact_against_mmasim(name):
     model = TENSOR_CORES[name]
     assert name in META["models"], "regenerate tests/data/mmasim for the new model"
     z = np.load(DATA / f"{name}.npz")
+    if model.scaled:
+        return _check_scaled(model, z)
     fin, fc = _formats(model)
     for i in range(z["A"].shape[0]):
         d = tc_matmul(fin.decode(z["A"][i]), fin.decode(z["B"][i]), fc.decode(z["C"][i]),
                       model)
+        got, want = tc_output_bits(d, model), z["D"][i]
+        bad = np.argwhere(got != want)
+        assert bad.size == 0, (f"instruction {i}, element {tuple(bad[0])}: got "
+                               f"{int(got[tuple(bad[0])]):#x}, MMA-Sim {int(want[tuple(bad[0])]):#x}")
+
+
+def _check_scaled(model, z):
+    """Elements decoded from their codes (E2M1 unpacked low nibble first), scales from
+    E8M0 (0xFF is NaN) or unsigned E4M3 codes."""
+    el = catalog.get(model.inputs)
+    sf = catalog.get(model.scale_fmt)
+    f32 = catalog.get("float32")
+    for i in range(z["A"].shape[0]):
+        a, b = z["A"][i], z["B"][i]
+        if model.inputs == "float4_e2m1fn":
+            a, b = unpack(a, 4, axis=1), unpack(b, 4, axis=0)
+        d = tc_matmul_scaled(el.decode(a), el.decode(b), f32.decode(z["C"][i]),
+                             sf.decode(z["SA"][i]), sf.decode(z["SB"][i]), model)
         got, want = tc_output_bits(d, model), z["D"][i]
         bad = np.argwhere(got != want)
         assert bad.size == 0, (f"instruction {i}, element {tuple(bad[0])}: got "

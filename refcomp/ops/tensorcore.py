@@ -35,12 +35,13 @@ import numpy as np
 from ..formats import catalog
 from ..rounding.cast import cast
 
-__all__ = ["TensorCoreModel", "TENSOR_CORES", "fused_step", "tc_matmul", "tensor_core",
-           "tc_output_bits"]
+__all__ = ["TensorCoreModel", "TENSOR_CORES", "fused_step", "tc_matmul", "tc_matmul_scaled",
+           "tensor_core", "tc_output_bits"]
 
 _ZERO_EXP = -126                  # MMA-Sim: a zero's exponent, whatever its format
 _EMIN = {"float16": -14, "bfloat16": -126, "float32": -126, "tfloat32": -126,
-         "float8_e4m3fn": -6, "float8_e5m2": -14}
+         "float8_e4m3fn": -6, "float8_e5m2": -14, "float4_e2m1fn": 0,
+         "float8_e8m0fnu": -127}
 _OUT = ("float32", "float16", "e8m13")
 
 
@@ -67,8 +68,13 @@ class TensorCoreModel:
     output: str
     k: int
     source: str
+    scaled: str = ""                  # "", "mxf8f6f4" or "mxf4nvf4" (block-scaled kinds)
+    scale_fmt: str = ""               # float8_e8m0fnu or float8_e4m3fn (ue4m3)
+    block: int = 0                    # elements per scale along K
 
     def __post_init__(self):
+        if self.scaled not in ("", "mxf8f6f4", "mxf4nvf4"):
+            raise ValueError(f"scaled={self.scaled!r} is not '', 'mxf8f6f4' or 'mxf4nvf4'")
         if self.inputs not in _EMIN:
             raise ValueError(f"tensor-core inputs {self.inputs!r} not modelled (known: "
                              f"{', '.join(_EMIN)})")
@@ -112,7 +118,18 @@ def _models():
         rows.append((f"hopper-wgmma-m64nNk32-{t}-float32", t, 32, 13, "e8m13", 32))
         rows.append((f"hopper-wgmma-m64nNk32-{t}-float16", t, 32, 13, "float16", 32))
         rows.append((f"blackwell-tcgen05-k32-{t}-float32", t, 32, 25, "float32", 32))
-    return {r[0]: TensorCoreModel(*r, source=src) for r in rows}
+    models = {r[0]: TensorCoreModel(*r, source=src) for r in rows}
+    bsrc = "microsoft/MMA-Sim mmasim/simulator/nv_ptx.py tcgen05mma_block_scale"
+    for t in ("float8_e4m3fn", "float8_e5m2"):
+        name = f"blackwell-tcgen05-mxf8f6f4-k32-{t}-ue8m0"
+        models[name] = TensorCoreModel(name, t, 32, 25, "float32", 32, bsrc, "mxf8f6f4",
+                                       "float8_e8m0fnu", 32)
+    for block, sf in ((32, "float8_e8m0fnu"), (16, "float8_e8m0fnu"), (16, "float8_e4m3fn")):
+        tag = "ue8m0" if sf == "float8_e8m0fnu" else "ue4m3"
+        name = f"blackwell-tcgen05-mxf4nvf4-k64-block{block}-{tag}"
+        models[name] = TensorCoreModel(name, "float4_e2m1fn", 16, 35, "float32", 64, bsrc,
+                                       "mxf4nvf4", sf, block)
+    return models
 
 
 #: the modelled instructions by name (``refcomp.ops.TENSOR_CORES``)
@@ -147,9 +164,11 @@ def _round_out(v, output):
     return np.where(y == 0, 0.0, y)                       # a zero result is +0
 
 
-def fused_step(a, b, c, model) -> np.ndarray:
+def fused_step(a, b, c, model, scale_exp=None) -> np.ndarray:
     """One fused step on a batch: a, b (..., g) input values, c (...) accumulator values
-    (exact float64 values of their formats); returns the rounded outputs (float64)."""
+    (exact float64 values of their formats); returns the rounded outputs (float64).
+    `scale_exp` (broadcastable to a): exponents of power-of-two block scales (mxf8f6f4),
+    added to each product's exponent."""
     m = tensor_core(model)
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
@@ -158,8 +177,12 @@ def fused_step(a, b, c, model) -> np.ndarray:
     emin_c = _EMIN[m.c_format]
     with np.errstate(invalid="ignore", over="ignore"):
         p = a * b                                         # exact (<= 2 x 11-bit significands)
+        if scale_exp is not None:
+            p = np.ldexp(p, np.broadcast_to(scale_exp, p.shape))
         special = np.sum(p, axis=-1) + c
     ep = _exponent(a, emin_in) + _exponent(b, emin_in)
+    if scale_exp is not None:
+        ep = ep + scale_exp
     emax = np.maximum(ep.max(axis=-1), _exponent(c, emin_c))
     sh = m.frac_bits - emax
     finite = np.isfinite(special)
@@ -188,6 +211,8 @@ def tc_matmul(A, B, C, model) -> np.ndarray:
     output format when encoded with :func:`tc_output_bits`).
     """
     m = tensor_core(model)
+    if m.scaled:
+        raise ValueError(f"{m.name} is block-scaled; use tc_matmul_scaled with its scales")
     A = np.asarray(A, np.float64)
     B = np.asarray(B, np.float64)
     C = np.asarray(C, np.float64)
@@ -211,6 +236,69 @@ def tc_matmul(A, B, C, model) -> np.ndarray:
     return d
 
 
+def tc_matmul_scaled(A, B, C, scale_A, scale_B, model) -> np.ndarray:
+    """D = (A * scale_A) @ (B * scale_B) + C on a block-scaled tensor core instruction
+    (K = the instruction's k; chain instructions for a longer K, each D the next C).
+
+    ``mxf8f6f4`` (k = 32, one E8M0 scale per row of A / column of B): the fused step of the
+    module docstring with each product's exponent raised by the two scales' exponents.
+    ``mxf4nvf4`` (k = 64, E2M1 elements): groups of 16 products are summed exactly (as
+    float32 in MMA-Sim, exact for E2M1), each group times its two block scales is one term
+    whose exponent is the sum of the scales' exponents only (ue4m3 scales by magnitude);
+    the terms and C are fused with 35 fraction bits and truncated to float32.  A NaN scale
+    or C gives the canonical NaN (MMA-Sim ``nv_fused_dot_add_with_block_scale``); an
+    infinite C is not modelled there (it raises) and is a ValueError here.
+
+    Shapes: A (M, k), B (k, N), C (M, N), scale_A (M, k / block), scale_B (k / block, N),
+    all as exact values (scales decoded from their formats).
+    """
+    m = tensor_core(model)
+    if not m.scaled:
+        raise ValueError(f"{m.name} is not a block-scaled instruction; use tc_matmul")
+    A, B, C = (np.asarray(v, np.float64) for v in (A, B, C))
+    sA, sB = np.asarray(scale_A, np.float64), np.asarray(scale_B, np.float64)
+    M, K = A.shape
+    N = B.shape[1]
+    nb = m.k // m.block
+    if (K != m.k or B.shape[0] != K or C.shape != (M, N) or sA.shape != (M, nb)
+            or sB.shape != (nb, N)):
+        raise ValueError(f"{m.name} takes A (M, {m.k}), B ({m.k}, N), C (M, N), scales "
+                         f"(M, {nb}) and ({nb}, N); got A {A.shape}, B {B.shape}, C "
+                         f"{C.shape}, scale_A {sA.shape}, scale_B {sB.shape}")
+    _check_values(A, m.inputs, "A")
+    _check_values(B, m.inputs, "B")
+    _check_values(C, "float32", "C")
+    for v, what in ((sA, "scale_A"), (sB, "scale_B")):
+        _check_values(v, m.scale_fmt, what)
+    es = _EMIN[m.scale_fmt] if m.scale_fmt == "float8_e8m0fnu" else _EMIN["float8_e4m3fn"]
+    if m.scaled == "mxf8f6f4":
+        ea = _exponent(sA[:, 0], es)[:, None, None]       # (M, 1, 1)
+        eb = _exponent(sB[0, :], es)[None, :, None]       # (1, N, 1)
+        a = A[:, None, :]
+        b = B.T[None, :, :]
+        nan_scale = np.isnan(sA[:, 0])[:, None] | np.isnan(sB[0, :])[None, :]
+        return np.where(nan_scale, np.nan, fused_step(a, b, C, m, ea + eb))
+    if np.isinf(C).any():
+        raise ValueError("an infinite C on an mxf4nvf4 instruction is not modelled "
+                         "(MMA-Sim raises)")
+    sA, sB = np.abs(sA), np.abs(sB)
+    groups = m.k // 16
+    gs = (A.reshape(M, 1, groups, 16) * B.T.reshape(1, N, groups, 16)).sum(axis=-1)
+    idx = np.arange(groups) * 16 // m.block
+    sa = sA[:, idx][:, None, :]                           # (M, 1, groups)
+    sb = sB[idx, :].T[None, :, :]                         # (1, N, groups)
+    terms = gs * sa * sb                                  # exact: <= 12 + 4 + 4 bits
+    e = _exponent(sa, es) + _exponent(sb, es)
+    emax = np.maximum(e.max(axis=-1), _exponent(C, -126))
+    sh = m.frac_bits - emax
+    with np.errstate(invalid="ignore"):
+        tot = np.trunc(np.ldexp(np.nan_to_num(terms), sh[..., None])).sum(axis=-1)
+        tot = tot + np.trunc(np.ldexp(np.nan_to_num(C), sh))
+    out = _round_out(np.ldexp(tot, -sh), "float32")
+    nan = np.isnan(C) | np.isnan(sa).any(axis=-1) | np.isnan(sb).any(axis=-1)
+    return np.where(nan, np.nan, out)
+
+
 def _tf32(x):
     """float32 values with the low 13 significand bits cleared (the instruction's input)."""
     u = x.astype(np.float32).view(np.uint32) & np.uint32(0xFFFFE000)
@@ -221,7 +309,8 @@ def _check_values(x, fmt, what):
     name = "float32" if fmt == "tfloat32" else fmt
     f = catalog.get(name)
     fin = np.isfinite(x)
-    ok = np.asarray(cast(np.where(fin, x, 0.0), f)) == np.where(fin, x, 0.0)
+    y = np.where(fin, x, 1.0)                              # 1 is in every format (E8M0 too)
+    ok = np.asarray(cast(y, f)) == y
     if not ok.all():
         i = tuple(int(j) for j in np.unravel_index(int(np.flatnonzero(~ok)[0]), x.shape))
         raise ValueError(f"{what}{list(i)} = {float(x[i])!r} is not a {name} value")
