@@ -44,8 +44,12 @@ def test_bit_exact_against_mmasim(name):
                       model)
         got, want = tc_output_bits(d, model), z["D"][i]
         bad = np.argwhere(got != want)
-        assert bad.size == 0, (f"instruction {i}, element {tuple(bad[0])}: got "
-                               f"{int(got[tuple(bad[0])]):#x}, MMA-Sim {int(want[tuple(bad[0])]):#x}")
+        assert bad.size == 0, _diff(i, bad, got, want)
+
+
+def _diff(i, bad, got, want):
+    j = tuple(bad[0])
+    return f"instruction {i}, element {j}: got {int(got[j]):#x}, MMA-Sim {int(want[j]):#x}"
 
 
 def _check_scaled(model, z):
@@ -62,8 +66,7 @@ def _check_scaled(model, z):
                              sf.decode(z["SA"][i]), sf.decode(z["SB"][i]), model)
         got, want = tc_output_bits(d, model), z["D"][i]
         bad = np.argwhere(got != want)
-        assert bad.size == 0, (f"instruction {i}, element {tuple(bad[0])}: got "
-                               f"{int(got[tuple(bad[0])]):#x}, MMA-Sim {int(want[tuple(bad[0])]):#x}")
+        assert bad.size == 0, _diff(i, bad, got, want)
 
 
 # --- exact oracle of one fused step -------------------------------------------------------
