@@ -17,10 +17,19 @@ from ..rounding.profiles import PROFILES
 from . import opmap
 from .backend import register
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "tensor_bits"]
 
 _SIGNED = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
 _PINNED = "2.13.0"
+
+
+def tensor_bits(torch, t) -> np.ndarray:
+    """A tensor's elements as unsigned bit patterns (bool as uint8 0/1), on the CPU."""
+    t = t.detach().to("cpu").contiguous()
+    if t.dtype == torch.bool:
+        return t.numpy().astype(np.uint8)
+    n = t.element_size()
+    return t.view(getattr(torch, _SIGNED[n])).numpy().view(f"u{n}").copy()
 
 
 class TorchBackend(opmap.MappedBackend):
@@ -54,11 +63,7 @@ class TorchBackend(opmap.MappedBackend):
         return t.view(self._dtype(operand.kind)).to(self.device)
 
     def _bits(self, t) -> np.ndarray:
-        t = t.detach().to("cpu").contiguous()
-        if t.dtype == self.torch.bool:
-            return t.numpy().astype(np.uint8)
-        n = t.element_size()
-        return t.view(getattr(self.torch, _SIGNED[n])).numpy().view(f"u{n}").copy()
+        return tensor_bits(self.torch, t)
 
     # -- the interface
     def describe(self) -> dict:

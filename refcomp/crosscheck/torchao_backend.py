@@ -11,13 +11,14 @@ import warnings
 
 import numpy as np
 
+from ..golden.schema import is_int_kind
 from . import opmap
 from .backend import register
+from .torch_backend import _SIGNED, tensor_bits
 
 __all__ = ["TorchaoBackend"]
 
 _PINNED = "0.18.0"
-_SIGNED = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
 
 
 class TorchaoBackend(opmap.MappedBackend):
@@ -50,17 +51,15 @@ class TorchaoBackend(opmap.MappedBackend):
         return opmap.check(self.map, case)
 
     def _tensor(self, operand):
+        """Integer kinds (any width) as int64 values, float formats as their torch dtype."""
+        if is_int_kind(operand.kind):
+            return self.torch.from_numpy(operand.values().astype(np.int64))
         bits = np.asarray(operand.bits, order="C")
         t = self.torch.from_numpy(bits.view(_SIGNED[bits.dtype.itemsize]).copy())
-        kind = operand.kind
-        if kind.startswith("int") or kind.startswith("uint"):
-            return self.torch.from_numpy(operand.values().astype(np.int64))
-        return t.view(getattr(self.torch, kind))
+        return t.view(getattr(self.torch, operand.kind))
 
     def _bits(self, t) -> np.ndarray:
-        t = t.detach().contiguous()
-        n = t.element_size()
-        return t.view(getattr(self.torch, _SIGNED[n])).numpy().view(f"u{n}").copy()
+        return tensor_bits(self.torch, t)
 
     def run(self, case) -> dict:
         torch, qp, p = self.torch, self.qp, case.params
