@@ -19,14 +19,15 @@ from ..formats.block import get_block_format
 from ..formats.intformat import FixedFormat, int_format
 from .schema import Operand
 
-__all__ = ["OPS", "INPUTS"]
+__all__ = ["OPS", "INPUTS", "int_operand", "block_format"]
 
 
 def _rng(params):
     return np.random.default_rng(params["seed"]) if params.get("seed") is not None else None
 
 
-def _int_out(values, kind) -> Operand:
+def int_operand(values, kind) -> Operand:
+    """Integers of an integer kind (``int32``, ``uint4``, ...) as an Operand of bit patterns."""
     fmt = int_format(kind)
     return Operand(fmt.name, fmt.encode(np.asarray(values)))
 
@@ -47,7 +48,7 @@ def _quantize_int(vals, params):
                           overflow=params.get("overflow", "saturate"), rng=_rng(params),
                           random_bits=params.get("random_bits"),
                           scale_exp=params.get("scale_exp", 0))
-    return {"y": _int_out(y, params["fmt"])}
+    return {"y": int_operand(y, params["fmt"])}
 
 
 def _fixed_convert(vals, params):
@@ -57,7 +58,7 @@ def _fixed_convert(vals, params):
                            params.get("rounding", "nearest_even"),
                            overflow=params.get("overflow", "saturate"), rng=_rng(params),
                            random_bits=params.get("random_bits"))
-    return {"y": _int_out(y, dst.integer.name)}
+    return {"y": int_operand(y, dst.integer.name)}
 
 
 def _fixed_binary(name):
@@ -69,7 +70,7 @@ def _fixed_binary(name):
                params.get("rounding", "nearest_even"),
                overflow=params.get("overflow", "saturate"), rng=_rng(params),
                random_bits=params.get("random_bits"))
-        return {"y": _int_out(y, out.integer.name)}
+        return {"y": int_operand(y, out.integer.name)}
     run.__doc__ = f"refcomp.ops.fixed_{name}(a, b, fa, fb, out, rounding, overflow=...)"
     return run
 
@@ -80,31 +81,31 @@ def _requant(vals, params):
     y = rops.multiply_by_quantized_multiplier(x, vals["multiplier"], vals["shift"],
                                               params.get("rounding", "double"),
                                               x_bits=params.get("x_bits", 32))
-    return {"y": _int_out(y, "int32")}
+    return {"y": int_operand(y, "int32")}
 
 
 def _quantize_multiplier(vals, params):
     """refcomp.ops.quantize_multiplier(d, rounding)"""
     m, s = rops.quantize_multiplier(vals["d"], params.get("rounding", "double"))
-    return {"multiplier": _int_out(m, "int32"), "shift": _int_out(s, "int32")}
+    return {"multiplier": int_operand(m, "int32"), "shift": int_operand(s, "int32")}
 
 
 def _srdhm(vals, params):
     """refcomp.ops.saturating_rounding_doubling_high_mul(a, b)"""
-    return {"y": _int_out(rops.saturating_rounding_doubling_high_mul(vals["a"], vals["b"]),
+    return {"y": int_operand(rops.saturating_rounding_doubling_high_mul(vals["a"], vals["b"]),
                           "int32")}
 
 
 def _rdbpot(vals, params):
     """refcomp.ops.rounding_divide_by_pot(x, exponent)"""
-    return {"y": _int_out(rops.rounding_divide_by_pot(vals["x"], vals["exponent"]), "int32")}
+    return {"y": int_operand(rops.rounding_divide_by_pot(vals["x"], vals["exponent"]), "int32")}
 
 
 def _quantize_affine(vals, params):
     """refcomp.ops.quantize_affine(x, scale, zero_point, qmin, qmax, convention, fmt)"""
     q = rops.quantize_affine(vals["x"], vals["scale"], vals["zero_point"], params["qmin"],
                              params["qmax"], params["convention"], fmt=params.get("fmt"))
-    return {"y": _int_out(q, "int32")}
+    return {"y": int_operand(q, "int32")}
 
 
 def _dequantize_affine(vals, params):
@@ -127,7 +128,7 @@ def _choose_qparams_affine(vals, params):
     s, z = rops.choose_qparams_affine(vals["x"], params["mapping"], tuple(params["block_size"]),
                                       params["qmin"], params["qmax"], eps=params.get("eps"),
                                       fmt=fmt)
-    return {"scale": _float_out(s, fmt), "zero_point": _int_out(z, "int32")}
+    return {"scale": _float_out(s, fmt), "zero_point": int_operand(z, "int32")}
 
 
 def _pack(vals, params):

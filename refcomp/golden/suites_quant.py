@@ -15,18 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats.intformat import FixedFormat, int_format
-from .schema import Operand
+from .compute_quant import int_operand
 from .suites import DETERMINISTIC, _seed, into, make, suite
 
 __all__ = ["integer_suite", "requant_suite", "affine_suite"]
 
 INT_FORMATS = ["int2", "int4", "uint4", "int8", "int8_narrow", "uint8", "int16", "int32",
                "uint32", "int64", "uint64"]
-
-
-def _int_operand(values, kind) -> Operand:
-    fmt = int_format(kind)
-    return Operand(fmt.name, fmt.encode(np.asarray(values)))
 
 
 def _quant_inputs(rng, fmt, scale_exp):
@@ -87,7 +82,7 @@ def integer_suite():
         edge_b = [ib.max, ib.max - 1, 1, 0, -1 if ib.signed else 2, ib.min + 1, ib.min]
         qb = np.array(edge_b + rng.integers(ib.min, ib.max, 57, endpoint=True).tolist(),
                       dtype=ib.value_dtype)
-        a, b = _int_operand(qa, ia.name), _int_operand(qb, ib.name)
+        a, b = int_operand(qa, ia.name), int_operand(qb, ib.name)
         for out in (FIXED[(i + 2) % len(FIXED)], fa):
             for mode in DETERMINISTIC:
                 ovfs = ("saturate",) + (() if out.narrow else ("wrap",))
@@ -98,7 +93,7 @@ def integer_suite():
                     for op in ("add", "sub", "mul", "div"):
                         bb = b
                         if op == "div":
-                            bb = _int_operand(np.where(qb == 0, 1, qb), ib.name)
+                            bb = int_operand(np.where(qb == 0, 1, qb), ib.name)
                         p = {"fa": _fx(fa), "fb": _fx(fb), "out": _fx(out), "rounding": mode,
                              "overflow": ovf}
                         cases.append(make(f"integer/fixed_{op}/{fa.name}+{fb.name}->"
@@ -112,7 +107,7 @@ def integer_suite():
         rng = np.random.default_rng(_seed("pack", bits))
         codes = rng.integers(0, 1 << bits, (8, 32)).astype(np.uint64)
         cases.append(make(f"integer/pack/{bits}", "pack", {"bits": bits},
-                          {"codes": _int_operand(codes, f"uint{bits}")}))
+                          {"codes": int_operand(codes, f"uint{bits}")}))
     return cases
 
 
@@ -127,14 +122,14 @@ def requant_suite():
     a = np.concatenate([np.repeat(edge, edge.size), rng.integers(*I32, 400, endpoint=True)])
     b = np.concatenate([np.tile(edge, edge.size), rng.integers(*I32, 400, endpoint=True)])
     cases.append(make("requant/srdhm", "srdhm", {},
-                      {"a": _int_operand(a, "int32"), "b": _int_operand(b, "int32")}))
+                      {"a": int_operand(a, "int32"), "b": int_operand(b, "int32")}))
     e = np.concatenate([np.repeat(np.arange(32), 12), rng.integers(0, 32, 200)])
     x = np.concatenate([np.tile(edge, 32)[: 32 * 12 - 32 * 2].tolist() + [0] * 64,
                         rng.integers(*I32, 200, endpoint=True)])[: e.size]
     ties = (np.int64(1) << np.maximum(e - 1, 0)) * rng.choice([-3, -1, 1, 3], e.size)
     x = np.where(np.arange(e.size) % 3 == 0, np.clip(ties, *I32), x)
     cases.append(make("requant/rounding_divide_by_pot", "rounding_divide_by_pot", {},
-                      {"x": _int_operand(x, "int32"), "exponent": _int_operand(e, "int32")}))
+                      {"x": int_operand(x, "int32"), "exponent": int_operand(e, "int32")}))
     for rounding in ("double", "single"):
         n = 600
         shift = rng.integers(-31, 1, n)
@@ -146,17 +141,17 @@ def requant_suite():
         ok = _requant_ok(xs, m, shift, rounding)
         cases.append(make(f"requant/multiply_by_quantized_multiplier/{rounding}", "requant",
                           {"rounding": rounding},
-                          {"x": _int_operand(xs[ok], "int32"),
-                           "multiplier": _int_operand(m[ok], "int32"),
-                           "shift": _int_operand(shift[ok], "int32")}))
+                          {"x": int_operand(xs[ok], "int32"),
+                           "multiplier": int_operand(m[ok], "int32"),
+                           "shift": int_operand(shift[ok], "int32")}))
         x64 = rng.integers(-(1 << 47), 1 << 47, n)
         s64 = rng.integers(-31, 8, n)
         ok = _requant_ok(x64, m, s64, rounding, wide=True)
         cases.append(make(f"requant/multiply_by_quantized_multiplier/{rounding}/int64", "requant",
                           {"rounding": rounding, "x_bits": 64},
-                          {"x": _int_operand(x64[ok], "int64"),
-                           "multiplier": _int_operand(m[ok], "int32"),
-                           "shift": _int_operand(s64[ok], "int32")}))
+                          {"x": int_operand(x64[ok], "int64"),
+                           "multiplier": int_operand(m[ok], "int32"),
+                           "shift": int_operand(s64[ok], "int32")}))
         d = np.concatenate([2.0 ** np.arange(-40, 20, dtype=np.float64),
                             np.nextafter(1.0, 0.0) * 2.0 ** np.arange(-5, 5),
                             (1 + 2.0 ** -32) * 2.0 ** np.arange(-5, 5), [0.0, 5e-324],
@@ -198,7 +193,7 @@ def affine_suite():
                                 np.array([0.0, -0.0, 1e30, -1e30], np.float32)])
             xs = into(x.astype(np.float64), "float32")
             sc = into(np.array(s), "float32")
-            zp = _int_operand(np.array(z), "int32")
+            zp = int_operand(np.array(z), "int32")
             tag = f"{conv}/s={float(np.float32(s)):.6g}/z={z}/{qmin}..{qmax}"
             p = {"qmin": qmin, "qmax": qmax, "convention": conv}
             if conv != "torch-2.13-fake_quantize":
@@ -207,7 +202,7 @@ def affine_suite():
             if conv != "torch-2.13-quantize_per_tensor":
                 cases.append(make(f"affine/fake_quantize/{tag}", "fake_quantize_affine", p,
                                   {"x": xs, "scale": sc, "zero_point": zp}))
-            q = _int_operand(rng.integers(qmin, qmax, 64, endpoint=True), "int32")
+            q = int_operand(rng.integers(qmin, qmax, 64, endpoint=True), "int32")
             cases.append(make(f"affine/dequantize/{tag}", "dequantize_affine",
                               {"convention": conv}, {"q": q, "scale": sc, "zero_point": zp}))
     for fmt in ("float32", "bfloat16", "float16"):
