@@ -20,7 +20,6 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchlib import ROOT, best  # noqa: E402
-from refcomp.formats import catalog  # noqa: E402
 from refcomp.ops.tensorcore import TENSOR_CORES, tc_matmul, tc_output_bits  # noqa: E402
 
 MODELS = ["hopper-wgmma-m64nNk16-bfloat16-float32", "hopper-wgmma-m64nNk16-float16-float16",
@@ -51,8 +50,6 @@ def main(argv=None):
         cls, arch, qual, m, n = call_for(name, model)
         obj = getattr(nv_ptx, cls)(arch, qual)
         rng = np.random.default_rng(0)
-        fin = catalog.get(model.inputs)
-        fc = catalog.get(model.c_format)
         A = torch.from_numpy(rng.standard_normal((args.rows, model.k)).astype(np.float32)
                              ).to(tdt[model.inputs])
         B = torch.from_numpy(rng.standard_normal((model.k, n)).astype(np.float32)
