@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oracle import floor_log2
 from refcomp._jit import use_jit
 from refcomp.formats.block import (BLOCK_FORMATS, BlockFormat, ScaleRule, bfp, get_block_format,
                                    mxfp4, mxfp8_e4m3, mxint8)
@@ -54,15 +55,6 @@ def float_table(name):
 def int_table(bits, frac):
     """Sorted [(magnitude, magnitude integer)] of a symmetric (narrow) integer element."""
     return [(Fraction(k, 1 << frac), k) for k in range((1 << (bits - 1)))]
-
-
-def floor_log2(v: Fraction) -> int:
-    e = v.numerator.bit_length() - v.denominator.bit_length()
-    while Fraction(2) ** e > v:
-        e -= 1
-    while Fraction(2) ** (e + 1) <= v:
-        e += 1
-    return e
 
 
 def round_mag(mag: Fraction, neg: bool, table, mode: str, even_of):

@@ -16,7 +16,7 @@ import pytest
 
 import refcomp as rc
 
-from oracle import Fmt, round_value
+from oracle import Fmt, floor_log2, round_value
 from refcomp.formats import catalog
 from refcomp.ops import unpack
 from refcomp.ops.tensorcore import (TENSOR_CORES, fused_step, tc_matmul, tc_matmul_scaled,
@@ -72,13 +72,7 @@ def _check_scaled(model, z):
 # --- exact oracle of one fused step -------------------------------------------------------
 
 def _exp(x: Fraction, emin: int) -> int:
-    if x == 0:
-        return -126
-    a = abs(x)
-    e = a.numerator.bit_length() - a.denominator.bit_length()
-    if Fraction(2) ** e > a:
-        e -= 1
-    return max(e, emin)
+    return -126 if x == 0 else max(floor_log2(abs(x)), emin)
 
 
 def oracle_step(a, b, c, frac_bits, emin_in, emin_c, output):
