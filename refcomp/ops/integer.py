@@ -99,20 +99,11 @@ def _finish(neg, n, big, fmt: IntFormat, opt: _Opts):
             out[:] = val
     else:
         raw = np.where(neg, ~n + U1, n)                     # two's complement modulo 2**64
-        out[:] = _wrap_u64(raw, fmt)
+        low = raw if fmt.bits == 64 else raw & np.uint64((1 << fmt.bits) - 1)
+        out[:] = fmt.decode(low)                            # the low bits, read back
     for i, v in big.items():
         out[i] = _one(v, fmt, opt)
     return out
-
-
-def _wrap_u64(raw, fmt: IntFormat):
-    if fmt.bits < 64:
-        raw = raw & np.uint64((1 << fmt.bits) - 1)
-        if fmt.signed:
-            sign = np.uint64(1 << (fmt.bits - 1))
-            return (raw ^ sign).view(np.int64) - np.int64(sign)
-        return raw.view(np.int64)
-    return raw if not fmt.signed else raw.view(np.int64)
 
 
 def _one(v: int, fmt: IntFormat, opt: _Opts) -> int:
