@@ -103,6 +103,61 @@ def _widen(in_m: int):
     return njit(inline="always")(lambda b: f64_from_f16_bits(np.uint16(b)))
 
 
+@njit(inline="always")
+def add_odd(a, b, negate, tn):
+    """Round-to-odd float64 bits of a + b (a - b if `negate`), with x86 SSE specials
+    (inf - inf: default NaN; a NaN operand's payload, quieted, `a` first)."""
+    y = -b if negate else b
+    ab, yb = bits_from_f64(a), bits_from_f64(b)
+    a_inf, y_inf = np.isinf(a), np.isinf(y)
+    r = two_sum_odd(a, y, tn)
+    r = sel(a_inf | y_inf, bits_from_f64(a + y), r)
+    r = sel(a_inf & y_inf & ((a > 0.0) != (y > 0.0)), DEFAULT_NAN, r)
+    r = sel(np.isnan(y), yb | QUIET, r)
+    return sel(np.isnan(a), ab | QUIET, r)
+
+
+@njit(inline="always")
+def mul_odd(a, b):
+    """Round-to-odd float64 bits of a * b with x86 SSE specials, and whether the product's
+    error was exact (False for tiny nonzero products: the general path must redo them)."""
+    ab, bb = bits_from_f64(a), bits_from_f64(b)
+    a_inf, b_inf = np.isinf(a), np.isinf(b)
+    p = a * b
+    e = fma64(a, b, -p)
+    r = ro53(p, e)
+    finite = np.isfinite(a) & np.isfinite(b)
+    r = sel(np.isinf(p) & finite, (bits_from_f64(p) & SIGN) | DBL_MAX, r)
+    r = sel(a_inf | b_inf, bits_from_f64(p), r)
+    r = sel((a_inf & (b == 0.0)) | (b_inf & (a == 0.0)), DEFAULT_NAN, r)
+    r = sel(np.isnan(b), bb | QUIET, r)
+    r = sel(np.isnan(a), ab | QUIET, r)
+    return r, not (finite & (a != 0.0) & (b != 0.0) & (np.abs(p) < TINY))
+
+
+@njit(inline="always")
+def fma_odd(a, b, c, tn):
+    """Round-to-odd float64 bits of a * b + c with x86 SSE specials (NaN priority a, b,
+    c), and whether the result is exact-by-construction (False: a product that is not
+    exact in float64, the general path must redo it)."""
+    ab, bb, cb = bits_from_f64(a), bits_from_f64(b), bits_from_f64(c)
+    a_inf, b_inf = np.isinf(a), np.isinf(b)
+    p = a * b
+    e = fma64(a, b, -p)
+    finite = np.isfinite(a) & np.isfinite(b)
+    p_ok = (e == 0.0) & (not (np.isinf(p) & finite)) & \
+        (not ((a != 0.0) & (b != 0.0) & (np.abs(p) < TINY) & finite))
+    r = two_sum_odd(p, c, tn)
+    p_inf, c_inf = a_inf | b_inf, np.isinf(c)
+    r = sel(p_inf | c_inf, bits_from_f64(p + c), r)
+    r = sel(p_inf & c_inf & ((p > 0.0) != (c > 0.0)), DEFAULT_NAN, r)
+    r = sel(np.isnan(c), cb | QUIET, r)
+    r = sel((a_inf & (b == 0.0)) | (b_inf & (a == 0.0)), DEFAULT_NAN, r)
+    r = sel(np.isnan(b), bb | QUIET, r)
+    r = sel(np.isnan(a), ab | QUIET, r)
+    return r, p_ok | (not finite) | (not np.isfinite(c))
+
+
 def _make(op: str, in_m: int, out_kind: int, mode: int):
     widen = _widen(in_m)
 
@@ -112,45 +167,13 @@ def _make(op: str, in_m: int, out_kind: int, mode: int):
         for i in range(xa.size):
             a = widen(xa[i])
             b = widen(xb[i])
-            ab, bb = bits_from_f64(a), bits_from_f64(b)
-            a_nan, b_nan = np.isnan(a), np.isnan(b)
-            a_inf, b_inf = np.isinf(a), np.isinf(b)
             ok = True
             if op == "add" or op == "sub":
-                y = -b if op == "sub" else b
-                r = two_sum_odd(a, y, tn)
-                r = sel(a_inf | b_inf, bits_from_f64(a + y), r)
-                r = sel(a_inf & b_inf & ((a > 0.0) != (y > 0.0)), DEFAULT_NAN, r)
-                r = sel(b_nan, bb | QUIET, r)
-                r = sel(a_nan, ab | QUIET, r)
+                r = add_odd(a, b, op == "sub", tn)
             elif op == "mul":
-                p = a * b
-                e = fma64(a, b, -p)
-                r = ro53(p, e)
-                finite = np.isfinite(a) & np.isfinite(b)
-                r = sel(np.isinf(p) & finite, (bits_from_f64(p) & SIGN) | DBL_MAX, r)
-                r = sel(a_inf | b_inf, bits_from_f64(p), r)
-                r = sel((a_inf & (b == 0.0)) | (b_inf & (a == 0.0)), DEFAULT_NAN, r)
-                r = sel(b_nan, bb | QUIET, r)
-                r = sel(a_nan, ab | QUIET, r)
-                ok = not (finite & (a != 0.0) & (b != 0.0) & (np.abs(p) < TINY))
+                r, ok = mul_odd(a, b)
             else:
-                c = widen(xc[i])
-                cb = bits_from_f64(c)
-                p = a * b
-                e = fma64(a, b, -p)
-                finite = np.isfinite(a) & np.isfinite(b)
-                p_ok = (e == 0.0) & (not (np.isinf(p) & finite)) & \
-                    (not ((a != 0.0) & (b != 0.0) & (np.abs(p) < TINY) & finite))
-                r = two_sum_odd(p, c, tn)
-                p_inf, c_inf = a_inf | b_inf, np.isinf(c)
-                r = sel(p_inf | c_inf, bits_from_f64(p + c), r)
-                r = sel(p_inf & c_inf & ((p > 0.0) != (c > 0.0)), DEFAULT_NAN, r)
-                r = sel(np.isnan(c), cb | QUIET, r)
-                r = sel((a_inf & (b == 0.0)) | (b_inf & (a == 0.0)), DEFAULT_NAN, r)
-                r = sel(b_nan, bb | QUIET, r)
-                r = sel(a_nan, ab | QUIET, r)
-                ok = p_ok | (not finite) | (not np.isfinite(c))
+                r, ok = fma_odd(a, b, widen(xc[i]), tn)
             code, vb = narrow(r, q, 11, 52, mode, U64(0))
             out[i] = store_value(vb, code, vshift, out_kind)
             nslow += np.int64(not ok)

@@ -23,6 +23,9 @@ from .packing import pack, pack_int, unpack, unpack_int
 from .requant import (RequantRounding, multiply_by_quantized_multiplier, quantize_multiplier,
                       rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from .tensorcore import TENSOR_CORES, TensorCoreModel, tc_matmul, tc_output_bits
+from .accum_model import ACCUMULATION_MODELS, AccumulationModel, Order, accumulation_model
+from .accum import dot, matmul
+from .conv import conv2d, im2col
 
 __all__ = ["add", "sub", "mul", "div", "sqrt", "fma", "round_to_integral", "to_int", "eq",
            "ne", "lt", "le", "gt", "ge", "unordered", "next_up", "next_down", "ulp",
@@ -36,5 +39,7 @@ __all__ = ["add", "sub", "mul", "div", "sqrt", "fma", "round_to_integral", "to_i
            "multiply_by_quantized_multiplier", "quantize_multiplier",
            # block formats (MX, NVFP4, BFP)
            "quantize_block", "dequantize_block", "BlockQuantized", "Convention",
-           # tensor cores (issue 5, in progress)
-           "TensorCoreModel", "TENSOR_CORES", "tc_matmul", "tc_output_bits"]
+           # dot / GEMM / conv under accumulation models, tensor cores
+           "AccumulationModel", "ACCUMULATION_MODELS", "Order", "accumulation_model", "dot",
+           "matmul", "conv2d", "im2col", "TensorCoreModel", "TENSOR_CORES", "tc_matmul",
+           "tc_output_bits"]
