@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _jit
 from ..formats import catalog
 from ..rounding.cast import cast
 
@@ -209,6 +210,13 @@ def tc_matmul(A, B, C, model) -> np.ndarray:
     -------
     (M, N) float64 array of output values (NaN results are the canonical NaN of the
     output format when encoded with :func:`tc_output_bits`).
+
+    Notes
+    -----
+    The code below is the specification; with the Numba kernels on
+    (:func:`refcomp._jit.enabled`) the whole chain runs in
+    :func:`refcomp._jit.tc_kernels.tc_chain`, its twin, equal bit for bit
+    (tests/test_tensorcore.py).
     """
     m = tensor_core(model)
     if m.scaled:
@@ -224,9 +232,16 @@ def tc_matmul(A, B, C, model) -> np.ndarray:
         raise ValueError(f"K={K} is not a multiple of the instruction's k={m.k} ({m.name})")
     if m.inputs == "tfloat32":
         A, B = _tf32(A), _tf32(B)
+    if _jit.enabled():
+        from .._jit.tc_kernels import tc_chain
+        d = tc_chain(A, B, C, m.group, m.frac_bits, _limits(m.inputs), _limits(m.c_format),
+                     m.output)
+        if d is not None:
+            return d
     _check_values(A, m.inputs, "A")
     _check_values(B, m.inputs, "B")
     _check_values(C, m.c_format, "C")
+    assert not _jit.enabled(), "tc_chain rejected values that the check accepts"
     d = C
     g = m.group
     for k0 in range(0, K, g):
@@ -250,7 +265,9 @@ def tc_matmul_scaled(A, B, C, scale_A, scale_B, model) -> np.ndarray:
     infinite C is not modelled there (it raises) and is a ValueError here.
 
     Shapes: A (M, k), B (k, N), C (M, N), scale_A (M, k / block), scale_B (k / block, N),
-    all as exact values (scales decoded from their formats).
+    all as exact values (scales decoded from their formats).  With the Numba kernels on,
+    ``mxf8f6f4`` runs in :func:`refcomp._jit.tc_kernels.tc_chain` (the scales' exponents
+    as per-row / per-column offsets), equal bit for bit to the code below.
     """
     m = tensor_core(model)
     if not m.scaled:
@@ -272,12 +289,18 @@ def tc_matmul_scaled(A, B, C, scale_A, scale_B, model) -> np.ndarray:
         _check_values(v, m.scale_fmt, what)
     es = _EMIN[m.scale_fmt] if m.scale_fmt == "float8_e8m0fnu" else _EMIN["float8_e4m3fn"]
     if m.scaled == "mxf8f6f4":
-        ea = _exponent(sA[:, 0], es)[:, None, None]       # (M, 1, 1)
-        eb = _exponent(sB[0, :], es)[None, :, None]       # (1, N, 1)
-        a = A[:, None, :]
-        b = B.T[None, :, :]
-        nan_scale = np.isnan(sA[:, 0])[:, None] | np.isnan(sB[0, :])[None, :]
-        return np.where(nan_scale, np.nan, fused_step(a, b, C, m, ea + eb))
+        nan_a, nan_b = np.isnan(sA[:, 0]), np.isnan(sB[0, :])
+        ea = np.where(nan_a, 0, _exponent(sA[:, 0], es))  # (M,)
+        eb = np.where(nan_b, 0, _exponent(sB[0, :], es))  # (N,)
+        if _jit.enabled():
+            from .._jit.tc_kernels import tc_chain
+            d = tc_chain(A, B, C, m.group, m.frac_bits, _limits(m.inputs),
+                         _limits("float32"), m.output, ea, eb)
+            assert d is not None, "tc_chain rejected values that the check accepts"
+        else:
+            d = fused_step(A[:, None, :], B.T[None, :, :], C, m,
+                           ea[:, None, None] + eb[None, :, None])
+        return np.where(nan_a[:, None] | nan_b[None, :], np.nan, d)
     if np.isinf(C).any():
         raise ValueError("an infinite C on an mxf4nvf4 instruction is not modelled "
                          "(MMA-Sim raises)")
@@ -303,6 +326,12 @@ def _tf32(x):
     """float32 values with the low 13 significand bits cleared (the instruction's input)."""
     u = x.astype(np.float32).view(np.uint32) & np.uint32(0xFFFFE000)
     return u.view(np.float32).astype(np.float64)
+
+
+def _limits(fmt):
+    """(precision, emin, largest finite value) of a format, for the kernels' own check."""
+    f = catalog.get("float32" if fmt == "tfloat32" else fmt)
+    return f.precision, f.emin, f.max_finite
 
 
 def _check_values(x, fmt, what):
