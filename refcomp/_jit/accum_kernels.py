@@ -30,7 +30,7 @@ from .core import bits_from_f64, f64_from_bits
 from .fast_cast import narrow
 from .fast_ops import add_odd, fast_op_params, fma64, fma_odd, fpu_is_default, mul_odd
 
-__all__ = ["float_matmul"]
+__all__ = ["float_matmul", "int_matmul"]
 
 _KERNELS: dict = {}
 EXP64 = np.uint64(0x7FF0000000000000)
@@ -376,4 +376,43 @@ def float_matmul(A, B, C, m, SA, SB, tier=0):
     if rows.size:
         out[rows] = float_matmul(A[rows], B, C[rows], m, SA[rows] if scaled else SA, SB,
                                  tier + 1)
+    return out
+
+
+@njit(cache=CACHE)
+def _int_kernel(A, B, C, lo, hi, mask, saturate, pairs, out):
+    M, K = A.shape
+    N = B.shape[1]
+    step = 2 if pairs else 1
+    s = np.empty(N, np.int64)
+    for i in range(M):
+        s[:] = C[i]
+        for t in range(0, K, step):
+            a0 = A[i, t]
+            a1 = A[i, t + 1] if pairs and t + 1 < K else np.int64(0)
+            for j in range(N):
+                q = a0 * B[t, j]
+                if pairs:
+                    if t + 1 < K:
+                        q += a1 * B[t + 1, j]
+                    q = min(max(q, np.int64(-32768)), np.int64(32767))
+                v = s[j] + q
+                if saturate:
+                    v = min(max(v, lo), hi)
+                else:
+                    v = ((v - lo) & mask) + lo
+                s[j] = v
+        out[i] = s
+
+
+def int_matmul(A, B, C, m):
+    """Sequential integer accumulation with the overflow rule after every addition (twin of
+    refcomp.ops.accum._int_spec); accumulators of at most 62 bits (None otherwise)."""
+    if m.acc.bits > 62:
+        return None
+    out = np.empty(C.shape, np.int64)
+    _int_kernel(np.ascontiguousarray(A, np.int64), np.ascontiguousarray(B, np.int64),
+                np.ascontiguousarray(C, np.int64), np.int64(m.acc.min), np.int64(m.acc.max),
+                np.int64((1 << m.acc.bits) - 1), m.int_overflow.value == "saturate",
+                bool(m.int16_pairs), out)
     return out

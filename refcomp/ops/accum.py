@@ -37,6 +37,9 @@ def _model(model):
 def _check_values(x, fmt, what):
     """Every element of x is a value of fmt (NaN/inf allowed where fmt has them)."""
     if isinstance(fmt, IntFormat):
+        if np.issubdtype(x.dtype, np.integer) and np.iinfo(x.dtype).min >= fmt.min and \
+                np.iinfo(x.dtype).max <= fmt.max:
+            return                                        # the dtype holds only fmt values
         if not np.issubdtype(x.dtype, np.integer) and not (np.isfinite(x).all()
                                                            and (x == np.round(x)).all()):
             raise ValueError(f"{what} must hold integers for {fmt.name}")
@@ -262,13 +265,16 @@ def _wrap_or_saturate(s, fmt: IntFormat, rule: IntOverflow):
 
 
 def _int_matmul(A, B, C, m, sa, sb, rng):
+    if _jit.enabled():
+        out = _int_fast(np.asarray(A), np.asarray(B), C, m)
+        if out is not None:
+            return out
     A = np.asarray(A, np.int64)
     B = np.asarray(B, np.int64)
-    M, K = A.shape
-    N = B.shape[1]
-    C = np.zeros((M, N), np.int64) if C is None else np.array(C, np.int64)
+    C = np.zeros((A.shape[0], B.shape[1]), np.int64) if C is None else np.array(C, np.int64)
     if _jit.enabled():
-        out = _int_fast(A, B, C, m)
+        from .._jit.accum_kernels import int_matmul
+        out = int_matmul(A, B, C, m)
         if out is not None:
             return out
     return _int_spec(A, B, C, m)
@@ -296,10 +302,10 @@ def _int_fast(A, B, C, m):
     the BLAS result is the exact sum; wrapping is then applied once (wrap commutes with
     addition), and saturation cannot trigger when no partial sum leaves the range."""
     K = A.shape[1]
-    amax = int(np.abs(A).max(initial=0))
-    bmax = int(np.abs(B).max(initial=0))
+    amax = max(-int(A.min()), int(A.max())) if A.size else 0
+    bmax = max(-int(B.min()), int(B.max())) if B.size else 0
     total = K * amax * bmax
-    cmax = int(np.abs(C).max(initial=0))
+    cmax = 0 if C is None else int(np.abs(np.asarray(C, np.int64)).max(initial=0))
     if m.int16_pairs and 2 * amax * bmax > 32767:
         return None                                       # pair saturation possible
     if m.int_overflow is IntOverflow.SATURATE and total + cmax > m.acc.max:
@@ -310,5 +316,8 @@ def _int_fast(A, B, C, m):
         s = (A.astype(np.float64) @ B.astype(np.float64)).astype(np.int64)
     else:
         return None
-    return _wrap_or_saturate(s + C, m.acc, m.int_overflow)
-
+    if C is not None:
+        s += np.asarray(C, np.int64)
+    if total + cmax <= m.acc.max and -(total + cmax) >= m.acc.min:
+        return s                                          # no partial sum leaves the range
+    return _wrap_or_saturate(s, m.acc, m.int_overflow)
