@@ -3,6 +3,7 @@
 import contextlib
 import io
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,15 @@ def test_block_example_prints_its_comment():
     comment = blocks[2].split("# [[")[1]
     assert out.getvalue().strip() == "[[" + comment.strip()
     assert out.getvalue().strip() == "[[127]] [[1.0, -0.5, 6.0, 0.0]]"
+
+
+def test_gemm_example_runs_and_its_bound_holds():
+    """The README GEMM example: D within E of the exact product (Fraction oracle)."""
+    block = next(b for b in _blocks("python") if "AccumulationModel" in b)
+    g = {}
+    exec(compile(block, "README GEMM example", "exec"), g)
+    A, D, E = np.asarray(g["A"]), g["D"], g["E"]
+    for i in range(4):
+        for j in range(4):
+            exact = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(A[i], A[j]))
+            assert abs(Fraction(float(D[i, j])) - exact) <= Fraction(float(E[i, j]))
