@@ -150,7 +150,7 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
         absolute = K * (ep + ea) * (1 + _grow(ua, n))
         fmts = (m.acc,)
     E = (grow * T + absolute) * _SAFETY
-    if m.output is not None and m.output != m.acc:
+    if m.output is not None and m.output != m.result_format:
         uo, eo = unit_roundoff(m.output, m.output_rounding)
         E = (E + uo * (T + E) + eo) * _SAFETY
         fmts = fmts + (m.output,)
@@ -248,7 +248,7 @@ def probabilistic(A, B, model, lam=5.0, C=None, scale_a=None, scale_b=None):
     conf = max(0.0, 1.0 - 2.0 * n * math.exp(-lam * lam * (1 - u) ** 2 / 2))
     r = K * 2 + max(1, math.ceil(K / L))
     E = gt * T + r * max(ea, ep) * (1 + _grow(u, n))
-    if m.output is not None and m.output != m.acc:
+    if m.output is not None and m.output != m.result_format:
         uo, eo = unit_roundoff(m.output, m.output_rounding)
         E = E + uo * (T + E) + eo
     return E * _SAFETY, conf

@@ -135,9 +135,10 @@ INPUTS = {"cast": ("x",), "sqrt": ("a",), "round_to_integral": ("a",), "to_int":
 
 
 def _merge():
-    from . import compute_quant
-    OPS.update(compute_quant.OPS)
-    INPUTS.update(compute_quant.INPUTS)
+    from . import compute_gemm, compute_quant
+    for mod in (compute_quant, compute_gemm):
+        OPS.update(mod.OPS)
+        INPUTS.update(mod.INPUTS)
 
 
 _merge()

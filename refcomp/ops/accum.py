@@ -188,7 +188,7 @@ def _float_matmul(A, B, C, m, sa, sb, rng):
 
 
 def _output(s, m):
-    if m.output is None or m.output == m.acc:
+    if m.output is None or m.output == m.result_format:
         return s
     return np.asarray(cast(s, m.output, m.output_rounding), np.float64)
 

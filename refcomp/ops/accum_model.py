@@ -198,8 +198,14 @@ class AccumulationModel:
         return self.acc if self.outer is None else self.outer
 
     @property
+    def result_format(self):
+        """The format of the accumulated result before the output rounding: the outer
+        accumulator's for blocked / split-K / block-scaled models, else the accumulator's."""
+        return self.outer_format if self.chunked else self.acc
+
+    @property
     def output_format(self):
-        return self.acc if self.output is None else self.output
+        return self.result_format if self.output is None else self.output
 
     @property
     def stochastic(self) -> bool:
