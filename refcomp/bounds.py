@@ -126,14 +126,7 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
     if m.integer:
         T = _abs_gemm(A, B) + np.abs(C)
         return np.where(T <= m.acc.max, 0.0, np.inf)
-    K = A.shape[1]
-    L = m.chunk(K)
-    if m.scale_block:
-        A, B = _scaled(A, B, scale_a, scale_b, L)
-    T = _abs_gemm(A, B) + np.abs(C)
-    ua, ea = unit_roundoff(m.acc, m.acc_rounding)
-    up, ep = unit_roundoff(m.product, m.product_rounding) if m.product is not None \
-        else (0.0, 0.0)
+    K, L, T, (ua, ea), (up, ep) = _common(A, B, C, m, scale_a, scale_b)
     if m.chunked:
         nc = max(1, math.ceil(K / L))
         uo, eo = unit_roundoff(m.outer_format, m.outer_rounding)
@@ -158,6 +151,19 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
         fmts = fmts + (m.product,)
     big = min(f.max_finite for f in fmts)
     return np.where(T + E < big, E, np.inf)
+
+
+def _common(A, B, C, m, scale_a, scale_b):
+    """K, the chunk length, T = |A||B| + |C| (scales applied), and the (u, eta) of the
+    accumulator and of the product rounding (0, 0 for exact products)."""
+    K = A.shape[1]
+    L = m.chunk(K)
+    if m.scale_block:
+        A, B = _scaled(A, B, scale_a, scale_b, L)
+    T = _abs_gemm(A, B) + np.abs(C)
+    prod = unit_roundoff(m.product, m.product_rounding) if m.product is not None \
+        else (0.0, 0.0)
+    return K, L, T, unit_roundoff(m.acc, m.acc_rounding), prod
 
 
 def _out_error(output):
@@ -226,14 +232,7 @@ def probabilistic(A, B, model, lam=5.0, C=None, scale_a=None, scale_b=None):
             raise ValueError(f"{m.name}: {f}={r.value!r} is biased; the probabilistic bound "
                              "needs rounding to nearest or stochastic rounding")
     A, B, C = _shapes(A, B, C)
-    K = A.shape[1]
-    L = m.chunk(K)
-    if m.scale_block:
-        A, B = _scaled(A, B, scale_a, scale_b, L)
-    T = _abs_gemm(A, B) + np.abs(C)
-    ua, ea = unit_roundoff(m.acc, m.acc_rounding)
-    up, ep = unit_roundoff(m.product, m.product_rounding) if m.product is not None \
-        else (0.0, 0.0)
+    K, L, T, (ua, ea), (up, ep) = _common(A, B, C, m, scale_a, scale_b)
     if m.chunked:
         uo, eo = unit_roundoff(m.outer_format, m.outer_rounding)
         n = L + max(1, math.ceil(K / L))

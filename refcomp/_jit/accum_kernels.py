@@ -9,7 +9,7 @@ row of outputs while every output keeps its own sequential order.
 
 Two native paths skip the bit-level rounding where the machine's own arithmetic IS the
 model: float32 (or float64) accumulation rounding to nearest even, exact products
-(``llvm.fma.f32`` / ``llvm.fma.f64``: one correctly rounded a*b + s) or products rounded
+(:func:`refcomp._jit.fast_ops.fma_native`: one correctly rounded a*b + s) or products rounded
 to the accumulator's format (separate multiply and add; Numba does not contract them).
 They run only on finite inputs in the FPU's default state; a NaN produced on the way
 (inf - inf) sends the whole GEMM to the bit-level kernel, whose NaN rules are the
@@ -20,15 +20,12 @@ bit.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from . import CACHE
 from .core import bits_from_f64, f64_from_bits
 from .fast_cast import narrow
-from .fast_ops import add_odd, fast_op_params, fma64, fma_odd, fpu_is_default, mul_odd
+from .fast_ops import add_odd, fast_op_params, fma_native, fma_odd, fpu_is_default, mul_odd
 
 __all__ = ["float_matmul", "int_matmul"]
 
@@ -39,20 +36,6 @@ TWO2046 = np.uint64(2046 << 52)
 DBL_MAX = 1.7976931348623157e308
 TILE = 128                      # columns of B per panel (K x 128 float64 fits in L2)
 U0 = np.uint64(0)
-
-
-@intrinsic
-def fma32(typingctx, a, b, c):
-    """a * b + c in float32 with one rounding (llvm.fma.f32)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        f = ir.FloatType()
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f, [f, f, f]),
-                                            "llvm.fma.f32")
-        return builder.call(fn, args)
-
-    return sig, codegen
 
 
 @njit(inline="always")
@@ -218,65 +201,43 @@ def _make_pairwise(has_prod, fa, fp):
     return kernel
 
 
-@njit(cache=CACHE)
-def _native32(A, B, C, L, chunked, separate, out):
-    """float32 accumulation, nearest even: one hardware FMA (or mul then add) per step."""
-    M, K = A.shape
-    N = B.shape[1]
-    s = np.empty(N, np.float32)
-    o = np.empty(N, np.float32)
-    for i in range(M):
-        for j in range(N):
-            o[j] = np.float32(C[i, j])
-        for k0 in range(0, K, L):
-            if chunked:
-                s[:] = np.float32(0.0)
-            else:
-                s[:] = o
-            for k in range(k0, min(k0 + L, K)):
-                a = A[i, k]
-                if separate:
-                    for j in range(N):
-                        s[j] = s[j] + a * B[k, j]
+def _make_native(dt):
+    """float32 (dt) or float64 accumulation, nearest even: one hardware FMA (or a multiply
+    then an add) per step, in the machine's own arithmetic of that type."""
+    @njit(cache=CACHE)
+    def kernel(A, B, C, L, chunked, separate, out):
+        M, K = A.shape
+        N = B.shape[1]
+        s = np.empty(N, dt)
+        o = np.empty(N, dt)
+        for i in range(M):
+            for j in range(N):
+                o[j] = dt(C[i, j])
+            for k0 in range(0, K, L):
+                if chunked:
+                    s[:] = dt(0.0)
                 else:
+                    s[:] = o
+                for k in range(k0, min(k0 + L, K)):
+                    a = A[i, k]
+                    if separate:
+                        for j in range(N):
+                            s[j] = s[j] + a * B[k, j]
+                    else:
+                        for j in range(N):
+                            s[j] = fma_native(a, B[k, j], s[j])
+                if chunked:
                     for j in range(N):
-                        s[j] = fma32(a, B[k, j], s[j])
-            if chunked:
-                for j in range(N):
-                    o[j] = o[j] + s[j]
-            else:
-                o[:] = s
-        for j in range(N):
-            out[i, j] = np.float64(o[j])
+                        o[j] = o[j] + s[j]
+                else:
+                    o[:] = s
+            for j in range(N):
+                out[i, j] = np.float64(o[j])
+    return kernel
 
 
-@njit(cache=CACHE)
-def _native64(A, B, C, L, chunked, separate, out):
-    """float64 accumulation, nearest even: one hardware FMA (or mul then add) per step."""
-    M, K = A.shape
-    N = B.shape[1]
-    s = np.empty(N)
-    for i in range(M):
-        o = out[i]
-        o[:] = C[i]
-        for k0 in range(0, K, L):
-            if chunked:
-                s[:] = 0.0
-            else:
-                s[:] = o
-            for k in range(k0, min(k0 + L, K)):
-                a = A[i, k]
-                if separate:
-                    for j in range(N):
-                        s[j] = s[j] + a * B[k, j]
-                else:
-                    for j in range(N):
-                        s[j] = fma64(a, B[k, j], s[j])
-            if chunked:
-                for j in range(N):
-                    o[j] = o[j] + s[j]
-            else:
-                o[:] = s
+_native32 = _make_native(np.float32)
+_native64 = _make_native(np.float64)
 
 
 def _params(fmt, rounding, tier):

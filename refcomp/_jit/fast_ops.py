@@ -42,17 +42,24 @@ TINY = 2.0 ** -969          # products at least this large have an exact float64
 
 
 @intrinsic
-def fma64(typingctx, a, b, c):
-    """a * b + c with one rounding (LLVM llvm.fma.f64: the FMA instruction, or libm fma)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
+def fma_native(typingctx, a, b, c):
+    """a * b + c with one rounding in float32 or float64 (LLVM llvm.fma.f32 / .f64: the FMA
+    instruction, or libm fma); the three operands share one float type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+    sig = a(a, a, a)
+    name = "llvm.fma.f32" if a.bitwidth == 32 else "llvm.fma.f64"
 
     def codegen(context, builder, signature, args):
-        d = ir.DoubleType()
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d, d, d]),
-                                            "llvm.fma.f64")
+        t = ir.FloatType() if a.bitwidth == 32 else ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, t]),
+                                            name)
         return builder.call(fn, args)
 
     return sig, codegen
+
+
+fma64 = fma_native              # the float64 use, under its historical name
 
 
 def fpu_is_default() -> bool:
