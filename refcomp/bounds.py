@@ -116,8 +116,9 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
     """Elementwise bound on |computed - exact| for A (M, K) @ B (K, N) (+ C) under `model`
     (an AccumulationModel, a TensorCoreModel, or a preset / tensor-core name).
 
-    Returns (M, N) float64 (inf where overflow is possible; 0 for exact integer GEMMs
-    without overflow)."""
+    Returns (M, N) float64 (inf where overflow is possible; 0 for integer GEMMs that
+    cannot overflow -- nor saturate an int16 pair, for the AVX2 model -- and inf where
+    they can)."""
     from .ops.accum import _model
     m = _model(model)
     A, B, C = _shapes(A, B, C)
@@ -125,7 +126,12 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
         return _tensor_core(A, B, C, m)
     if m.integer:
         T = _abs_gemm(A, B) + np.abs(C)
-        return np.where(T <= m.acc.max, 0.0, np.inf)
+        ok = T <= m.acc.max
+        if m.int16_pairs:                       # a pair sum may saturate to int16
+            pair = 2 * np.abs(A).max(axis=1, initial=0)[:, None] * \
+                np.abs(B).max(axis=0, initial=0)[None, :]
+            ok &= pair <= 32767
+        return np.where(ok, 0.0, np.inf)
     K, L, T, (ua, ea), (up, ep) = _common(A, B, C, m, scale_a, scale_b)
     if m.chunked:
         nc = max(1, math.ceil(K / L))

@@ -160,6 +160,12 @@ def test_integer_bound_and_overflow():
     assert bounds.deterministic(A, A.T, "int8-int32-wrap")[0, 0] == 0.0
     big = np.full((1, 200_000), -128)
     assert math.isinf(bounds.deterministic(big, big.T, "int8-int32-wrap")[0, 0])
+    # AVX2 pairs: 255 * 127 * 2 > 32767 may saturate (the result is then not A @ B)
+    u = np.array([[255, 255], [1, 1]])
+    b = np.array([[127], [127]])
+    e = bounds.deterministic(u, b, "u8s8-int32-avx2")
+    assert math.isinf(e[0, 0]) and e[1, 0] == 0.0
+    assert rc.ops.matmul(u, b, "u8s8-int32-avx2")[0, 0] != (u @ b)[0, 0]
 
 
 def test_overflow_gives_infinite_bound():
