@@ -12,7 +12,6 @@ import pytest
 import refcomp as rc
 from oracle import Fmt, round_value
 from refcomp._jit import use_jit
-from refcomp.formats import catalog
 from refcomp.ops import AccumulationModel, conv2d, dot, matmul
 from refcomp.ops.accum_model import ACCUMULATION_MODELS
 

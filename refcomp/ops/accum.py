@@ -235,8 +235,7 @@ def _spec(A, B, C, m, sa, sb, rng):
 
 
 def _pairwise(A, B, C, m, rng):
-    M, K = A.shape
-    N = B.shape[1]
+    K = A.shape[1]
     if m.product is None:
         if m.inputs.precision + m.inputs_b.precision > 53:
             raise ValueError(f"model {m.name!r}: pairwise sums of exact {m.inputs.name} "

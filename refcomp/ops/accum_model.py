@@ -44,7 +44,6 @@ they reach the int32 accumulator (Intel SDM vol. 2, PMADDUBSW: "saturate to sign
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 
