@@ -20,7 +20,8 @@ and ``eta_p`` the product rounding's, and a final output rounding
 mode: ``2**-p`` to nearest, one ulp ``2**(1-p)`` for the directed modes, round-to-odd and
 stochastic rounding; ``eta`` half the smallest subnormal (nearest) or all of it (others).
 The bound holds for ANY order of the additions with at most ``n`` roundings on each
-term's path, which is why it also bounds a BLAS whose order is unknown.
+term's path, which is why it also bounds a BLAS whose order is unknown (order ``blas``:
+``n = K + 1``, the products counted as rounded unless the accumulator holds them exactly).
 
 Probabilistic (:func:`probabilistic`): Higham and Mary, "A new approach to probabilistic
 rounding error analysis", SIAM J. Sci. Comput. 41(5), A2815-A2835, 2019, Theorem 3.1:
@@ -145,6 +146,8 @@ def deterministic(A, B, model, C=None, scale_a=None, scale_b=None) -> np.ndarray
         fmts = (m.acc, m.outer_format)
     else:
         n = math.ceil(math.log2(K)) + 1 if (m.order is Order.PAIRWISE and K > 1) else K
+        if m.order is Order.BLAS:               # any order, C added last, maybe unfused
+            n, up, ep = K + 1, *_blas_product(m)
         grow = (1 + up) * (1 + _grow(ua, n)) - 1
         absolute = K * (ep + ea) * (1 + _grow(ua, n))
         fmts = (m.acc,)
@@ -170,6 +173,14 @@ def _common(A, B, C, m, scale_a, scale_b):
     prod = unit_roundoff(m.product, m.product_rounding) if m.product is not None \
         else (0.0, 0.0)
     return K, L, T, unit_roundoff(m.acc, m.acc_rounding), prod
+
+
+def _blas_product(m):
+    """(u, eta) of a BLAS product: exact when the accumulator holds every product of two
+    inputs (bf16 / fp16 / fp8 into float32), else possibly rounded (the BLAS may not fuse)."""
+    if m.inputs.precision + m.inputs_b.precision <= m.acc.precision:
+        return 0.0, 0.0
+    return unit_roundoff(m.acc, m.acc_rounding)
 
 
 def _out_error(output):
@@ -246,8 +257,8 @@ def probabilistic(A, B, model, lam=5.0, C=None, scale_a=None, scale_b=None):
     elif m.order is Order.PAIRWISE and K > 1:
         n, u = math.ceil(math.log2(K)) + 1, ua
     else:
-        n, u = K, ua
-    n += m.product is not None
+        n, u = K + (m.order is Order.BLAS), ua
+    n += m.product is not None or (m.order is Order.BLAS and _blas_product(m)[0] > 0)
     u = max(u, up)
     gt = math.expm1(lam * math.sqrt(n) * u + n * u * u / (1 - u)) * _SAFETY
     conf = max(0.0, 1.0 - 2.0 * n * math.exp(-lam * lam * (1 - u) ** 2 / 2))

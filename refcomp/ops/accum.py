@@ -178,6 +178,8 @@ def _float_matmul(A, B, C, m, sa, sb, rng):
     B = np.asarray(B, np.float64)
     M, K = A.shape
     N = B.shape[1]
+    if m.order is Order.BLAS:
+        return _output(_blas(A, B, C, m), m)
     C = np.zeros((M, N)) if C is None else np.array(C, np.float64)
     if _jit.enabled() and not m.stochastic:
         from .._jit.accum_kernels import float_matmul
@@ -185,6 +187,16 @@ def _float_matmul(A, B, C, m, sa, sb, rng):
         if out is not None:
             return _output(out, m)
     return _output(_spec(A, B, C, m, sa, sb, rng), m)
+
+
+def _blas(A, B, C, m):
+    """Order 'blas': NumPy's sgemm / dgemm (exact conversions of the checked inputs), then
+    rnd_acc(gemm + C) in the same IEEE type."""
+    dt = np.float32 if m.acc.name == "float32" else np.float64
+    s = np.matmul(A.astype(dt), B.astype(dt))
+    if C is not None:
+        s = s + np.asarray(C).astype(dt)
+    return s.astype(np.float64)
 
 
 def _output(s, m):

@@ -31,6 +31,17 @@ block-scaled inputs (``scale_block = L``)
     "Dot") defines the block-scaled dot product as ``sum_blocks (X_a X_b) sum_i P_i Q_i``
     and leaves the internal precision to the implementation; this fixes one.
 
+``blas``
+    the GEMM of the BLAS that NumPy links (``sgemm`` for a float32 accumulator, ``dgemm``
+    for float64), then ``rnd_acc(gemm + c)``.  The order of the additions, the blocking
+    and whether products are fused are the library's and the CPU's: results are NOT
+    reproducible across BLAS builds, CPUs or thread counts, only bounded (the any-order
+    bound of :func:`refcomp.bounds.deterministic`, with K + 1 roundings per term).  It is
+    the speed path of the NN engine's fp32 / bf16 policies -- what torch's CPU matmul
+    (oneDNN / MKL, also of unspecified order) is compared against.  Allowed for float32 /
+    float64 accumulators rounding to nearest-even, without product format or outer
+    accumulator, with inputs whose values the accumulator holds exactly.
+
 Finally the result is rounded to ``output`` (when it differs from the accumulator), as a
 bfloat16 GEMM that accumulates in float32 and stores bfloat16 does.
 
@@ -63,6 +74,7 @@ class Order(_Choice):
     PAIRWISE = "pairwise"
     BLOCKED = "blocked"
     SPLIT_K = "split_k"
+    BLAS = "blas"
 
 
 def _as_format(value, what: str, allow_int: bool = True):
@@ -165,6 +177,8 @@ class AccumulationModel:
             return
         if self.int16_pairs:
             raise ValueError(f"model {self.name!r}: int16_pairs applies to integer GEMMs")
+        if self.order is Order.BLAS:
+            self._check_blas()
         if self.order is Order.BLOCKED and self.block < 1:
             raise ValueError(f"model {self.name!r}: order 'blocked' needs block >= 1")
         if self.order is Order.SPLIT_K and self.splits < 1:
@@ -186,6 +200,19 @@ class AccumulationModel:
                     and f != "outer_rounding":
                 raise ValueError(f"model {self.name!r}: stochastic {f} is not modelled "
                                  "(stochastic rounding applies to the accumulators)")
+
+    def _check_blas(self):
+        acc = self.acc
+        ok = acc.name in ("float32", "float64") and self.acc_rounding is Rounding.NEAREST_EVEN \
+            and self.product is None and self.outer is None and not self.scale_block
+        for f in (self.inputs, self.inputs_b):
+            ok = ok and f.precision <= acc.precision and f.emax <= acc.emax \
+                and f.emin - f.man_bits >= acc.emin - acc.man_bits
+        if not ok:
+            raise ValueError(f"model {self.name!r}: order 'blas' needs a float32 / float64 "
+                             "accumulator rounding to nearest-even that holds the inputs "
+                             "exactly, no product format, no outer accumulator, no block "
+                             f"scales (got {self.describe()})")
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -231,6 +258,11 @@ class AccumulationModel:
             s = (f"{self.inputs.name} x {self.inputs_b.name} -> {self.acc.name} "
                  f"({self.int_overflow.value})")
             return s + (", AVX2 int16 pair saturation" if self.int16_pairs else "")
+        if self.order is Order.BLAS:
+            s = (f"{self.inputs.name} x {self.inputs_b.name}, NumPy BLAS GEMM in "
+                 f"{self.acc.name} (order and fusion unspecified)")
+            return s + (f", output {self.output.name} ({self.output_rounding.value})"
+                        if self.output is not None else "")
         prod = "exact products (FMA)" if self.product is None else \
             f"products rounded to {self.product.name} ({self.product_rounding.value})"
         s = (f"{self.inputs.name} x {self.inputs_b.name}, {prod}, {self.order.value} "
@@ -254,6 +286,8 @@ def _presets():
            "so cross-checks compare within the derived bound")
     fb = ("FBGEMM u8 x s8 -> s32 kernels (fbgemm/src/GenerateKernelU8S8S32ACC32.cc: "
           "vpmaddubsw + vpmaddwd + vpaddd on AVX2; vpdpbusd on AVX512-VNNI)")
+    blas = ("NumPy's BLAS (OpenBLAS sgemm / dgemm); order unspecified, bounded, not "
+            "reproducible across machines -- the NN engine's speed path")
     rows = [
         AccumulationModel("fp32-sequential-fma", "float32", "float32", source=cpu),
         AccumulationModel("fp64-sequential-fma", "float64", "float64", source=cpu),
@@ -283,6 +317,16 @@ def _presets():
                           source="two-level accumulation: limited-precision inner sums "
                           "promoted to fp32 every 128 products (DeepSeek-V3 report, sec. "
                           "3.3.2, promotion interval N_C = 128)"),
+        AccumulationModel("fp32-blas", "float32", "float32", order="blas", source=blas),
+        AccumulationModel("fp64-blas", "float64", "float64", order="blas", source=blas),
+        AccumulationModel("bf16-fp32acc-blas", "bfloat16", "float32", order="blas",
+                          output="bfloat16", source=blas),
+        AccumulationModel("fp16-fp32acc-blas", "float16", "float32", order="blas",
+                          output="float16", source=blas),
+        AccumulationModel("e4m3-fp32acc-blas", "float8_e4m3fn", "float32", order="blas",
+                          source=blas),
+        AccumulationModel("e5m2xe4m3-fp32acc-blas", "float8_e5m2", "float32", order="blas",
+                          inputs_b="float8_e4m3fn", source=blas),
         AccumulationModel("int8-int32-wrap", "int8", "int32", source=fb),
         AccumulationModel("int8-int32-saturate", "int8", "int32", int_overflow="saturate",
                           source="saturating int32 accumulation (e.g. ARM SQADD-based kernels)"),

@@ -47,15 +47,16 @@ def im2col(x, kernel, stride=1, padding=0, dilation=1):
     if ho < 1 or wo < 1:
         raise ValueError(f"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) does not fit the "
                          f"padded input ({h + 2 * ph}, {w + 2 * pw})")
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    xp[:, :, ph:ph + h, pw:pw + w] = x
-    cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    xp = x if ph == pw == 0 else np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # one strided copy per kernel tap into (n, ho, wo, c, kh, kw): the patch matrix is
+    # contiguous with K ordered (c, r, s)
+    cols = np.empty((n, ho, wo, c, kh, kw), dtype=xp.dtype)
     for r in range(kh):
         for s in range(kw):
             r0, s0 = r * dh, s * dw
-            cols[:, :, r, s] = xp[:, :, r0:r0 + sh * (ho - 1) + 1:sh,
-                                  s0:s0 + sw * (wo - 1) + 1:sw]
-    return cols.reshape(n, c * kh * kw, ho * wo).transpose(0, 2, 1), (ho, wo)
+            cols[:, :, :, :, r, s] = xp[:, :, r0:r0 + sh * (ho - 1) + 1:sh,
+                                        s0:s0 + sw * (wo - 1) + 1:sw].transpose(0, 2, 3, 1)
+    return cols.reshape(n, ho * wo, c * kh * kw), (ho, wo)
 
 
 def conv2d(x, w, model, *, bias=None, stride=1, padding=0, dilation=1, groups=1,

@@ -8,12 +8,13 @@ The strategies need hypothesis (``pip install 'refcomp[test]'``); they load on f
 [2.0]
 """
 
+from .gradcheck import gradcheck, numerical_gradient
 from .ulp import (as_bits, assert_bits_equal, assert_ulp_within, describe_bits, ordinal,
                   ulp_distance)
 
 __all__ = ["ulp_distance", "assert_bits_equal", "assert_ulp_within", "ordinal", "as_bits",
            "describe_bits", "values", "bit_patterns", "near_ties", "value_arrays",
-           "bit_arrays", "check_against_golden"]
+           "bit_arrays", "check_against_golden", "gradcheck", "numerical_gradient"]
 
 _LAZY = {"values", "bit_patterns", "near_ties", "value_arrays", "bit_arrays"}
 

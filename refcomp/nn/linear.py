@@ -1,0 +1,307 @@
+"""Linear and 2-D convolution layers: forward / backward pairs under a policy.
+
+Every matmul goes through the policy's accumulation models (``forward``, ``grad_input``,
+``grad_weight``); operands are rounded (and scaled, with per-tensor scaling) into the
+model's input formats; results are rounded once into the activation or gradient format.
+A convolution is one GEMM per group over im2col patches (K ordered (c, r, s), as
+:func:`refcomp.ops.conv2d`); its input gradient is the transposed convolution written as
+one GEMM per group over patches of the zero-dilated, padded ``dy`` (K ordered (o, r, s)),
+so that every gradient element is a single reduction of the ``grad_input`` model.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..ops.conv import _pair, im2col
+from ._check import check_array, check_shape
+from ._mm import carrier, mm, operand
+from .policy import Policy, get_policy
+
+__all__ = ["LinearCache", "linear_forward", "linear_backward", "Conv2dCache",
+           "conv2d_forward", "conv2d_backward", "conv_output_size"]
+
+
+class LinearCache(NamedTuple):
+    """What :func:`linear_backward` reads: the rounded operands of the forward matmul."""
+
+    xq: np.ndarray          # (N, D_in) x as the forward matmul's operand (scaled)
+    sx: float               # its scale (1 without scaling)
+    wq: np.ndarray          # (D_out, D_in) w as the forward operand (scaled)
+    sw: float
+    lead: tuple             # leading shape of x
+    has_bias: bool
+    policy: Policy
+
+
+def linear_forward(x, w, b, policy, rng=None, name="linear"):
+    """y = x w^T + b.
+
+    Parameters
+    ----------
+    x : (..., D_in) input, rounded into ``policy.activations`` (a no-op on activation values)
+    w : (D_out, D_in) parameter (master or weights values); rounded to ``policy.weights``
+    b : (D_out,) or None
+    policy : Policy or preset name
+    rng : numpy.random.Generator, for stochastic roundings
+    name : str, the layer's name in error messages
+
+    Returns
+    -------
+    y : (..., D_out) values of ``policy.activations``
+    cache : LinearCache
+
+    Notes
+    -----
+    ``y = rnd_act(model_fwd(x, w^T, C = b))``: with unscaled operands the bias (rounded to
+    the weights format) is the GEMM's initial accumulator; with per-tensor scaling
+    ``rnd_act(D / (s_x s_w) + b)`` (float64 sum).  torch's CPU ``addmm`` (MKL / oneDNN) also
+    adds the bias inside the GEMM, in an unspecified order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, cache = linear_forward(np.ones((2, 3)), np.full((4, 3), 0.5), np.zeros(4), "fp32")
+    >>> y.tolist()[0]
+    [1.5, 1.5, 1.5, 1.5]
+    """
+    p = get_policy(policy)
+    x = check_array(x, name, "x", min_ndim=1)
+    w = check_array(w, name, "weight", ndim=2)
+    check_shape(x.shape[-1], w.shape[1], name, "x features vs weight in_features")
+    lead = x.shape[:-1]
+    x2 = p.activations.round(x.reshape(-1, x.shape[-1]), rng)          # (N, D_in)
+    wr = p.weights.round(w, rng)
+    m = p.forward
+    xq, sx = operand(x2, p.activations, m.inputs, p, rng, carrier(m))
+    wq, sw = operand(wr, p.weights, m.inputs_b, p, rng, carrier(m))
+    C = None
+    if b is not None:
+        b = check_array(b, name, "bias", ndim=1)
+        check_shape(b.shape[0], w.shape[0], name, "bias vs weight out_features")
+        C = np.broadcast_to(p.weights.round(b, rng), (x2.shape[0], w.shape[0]))
+    y = mm(xq, wq.T, m, C=C, c_fmt=p.weights.format, scale=sx * sw, rng=rng)
+    y = p.activations.round(y, rng).reshape(lead + (w.shape[0],))     # (..., D_out)
+    return y, LinearCache(xq, sx, wq, sw, lead, b is not None, p)
+
+
+def linear_backward(dy, cache: LinearCache, rng=None, need_dx=True):
+    """Gradients of :func:`linear_forward`.
+
+    Returns
+    -------
+    dx : (..., D_in) values of ``policy.gradients`` (None when need_dx is False: the
+        layer's input needs no gradient, as torch skips it for a leaf input)
+    grads : (dw (D_out, D_in), db (D_out,) or None), values of ``policy.gradients``
+
+    Notes
+    -----
+    ``dx = rnd_g(model_gi(dy, w))``, ``dw = rnd_g(model_gw(dy^T, x))``,
+    ``db = rnd_g(model_gw(1^T, dy))`` (the bias reduction in the grad_weight model, the
+    sum over the batch in its order), with ``dy`` prepared as an operand of each model
+    (scaled per tensor when the policy says so) and the forward's cached operands.
+    """
+    p = cache.policy
+    dy = np.asarray(dy, np.float64)
+    D_out = cache.wq.shape[0]
+    dy2 = dy.reshape(-1, D_out)                                       # (N, D_out)
+    gi, gw = p.grad_input, p.grad_weight
+    dx = None
+    if need_dx:
+        w_op, s_w = _reoperand(cache.wq, cache.sw, gi.inputs_b, p, rng)
+        d, sd = operand(dy2, p.gradients, gi.inputs, p, rng, carrier(gi))
+        dx = mm(d, w_op, gi, scale=sd * s_w, rng=rng)
+        dx = p.gradients.round(dx, rng).reshape(cache.lead + (w_op.shape[1],))
+    d, sd = operand(dy2, p.gradients, gw.inputs, p, rng, carrier(gw))
+    x_op, s_x = _reoperand(cache.xq, cache.sx, gw.inputs_b, p, rng)
+    dw = p.gradients.round(mm(d.T, x_op, gw, scale=sd * s_x, rng=rng), rng)
+    db = None
+    if cache.has_bias:
+        ones = np.ones((1, d.shape[0]))
+        db = p.gradients.round(mm(ones, d, _ones_model(gw), scale=sd, rng=rng)[0], rng)
+    return dx, (dw, db)
+
+
+def _ones_model(model):
+    """The grad_weight model with dy as its B operand (the ones are exact anywhere)."""
+    if model.inputs == model.inputs_b:
+        return model
+    from dataclasses import replace
+    return replace(model, name=model.name + "-bias", inputs=model.inputs_b,
+                   inputs_b=model.inputs)
+
+
+def _reoperand(q, s, fmt, p, rng):
+    """A cached forward operand as an operand of format fmt for a backward matmul: kept
+    (with its scale) when fmt holds its values, else re-rounded from its value q / s."""
+    from ._mm import _holds
+    if all(_holds(f, fmt) for f in (p.forward.inputs, p.forward.inputs_b)):
+        return q, s
+    v = np.asarray(q, np.float64) / s
+    return operand(v, p.activations, fmt, p, rng)
+
+
+# --------------------------------------------------------------------------- conv2d
+def conv_output_size(h, k, stride, padding, dilation):
+    """Output length along one axis (torch's formula, floor division)."""
+    return (h + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+class Conv2dCache(NamedTuple):
+    """What :func:`conv2d_backward` reads."""
+
+    cols: np.ndarray        # (G, N, Ho*Wo, C/G*R*S) patches of the x operand (scaled)
+    sx: float
+    wq: np.ndarray          # (O, C/G, R, S) w as the forward operand (scaled)
+    sw: float
+    x_shape: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    has_bias: bool
+    policy: Policy
+
+
+def conv2d_forward(x, w, b, policy, stride=1, padding=0, dilation=1, groups=1, rng=None,
+                   name="conv2d"):
+    """2-D cross-correlation (torch.nn.functional.conv2d semantics), NCHW.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) input, rounded into ``policy.activations``
+    w : (O, C / groups, R, S) parameter values
+    b : (O,) or None
+    stride, padding, dilation : int or pair; groups : int dividing C and O
+
+    Returns
+    -------
+    y : (N, O, Ho, Wo) values of ``policy.activations``; cache : Conv2dCache
+
+    Notes
+    -----
+    Per group g: ``Y_g = rnd_act(model_fwd(cols_g, W_g^T, C = b_g))`` with
+    ``cols_g`` (N * Ho * Wo, C/G * R * S) the zero-padded patches, K ordered (c, r, s).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, _ = conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), None, "fp32")
+    >>> y[0, 0].tolist()
+    [[4.0, 4.0], [4.0, 4.0]]
+    """
+    p = get_policy(policy)
+    x = check_array(x, name, "x", ndim=4)
+    w = check_array(w, name, "weight", ndim=4)
+    st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{name}: groups={groups!r} must be a positive integer")
+    N, C, H, W = x.shape
+    O, Cg, R, S = w.shape
+    if C % groups or O % groups:
+        raise ValueError(f"{name}: groups={groups} must divide in_channels {C} and "
+                         f"out_channels {O}")
+    check_shape(C // groups, Cg, name, "x channels / groups vs weight in_channels")
+    m = p.forward
+    xq, sx = operand(p.activations.round(x, rng), p.activations, m.inputs, p, rng,
+                     carrier(m))
+    wq, sw = operand(p.weights.round(w, rng), p.weights, m.inputs_b, p, rng, carrier(m))
+    parts = [im2col(xq[:, g * Cg:(g + 1) * Cg], (R, S), st, pd, dl) for g in range(groups)]
+    Ho, Wo = parts[0][1]
+    cols = np.stack([c for c, _ in parts])                    # (G, N, Ho*Wo, Cg*R*S)
+    Og = O // groups
+    bq = None if b is None else p.weights.round(check_array(b, name, "bias", ndim=1), rng)
+    if bq is not None:
+        check_shape(bq.shape[0], O, name, "bias vs out_channels")
+    out = np.empty((N, O, Ho * Wo))
+    for g in range(groups):
+        A = cols[g].reshape(N * Ho * Wo, -1)                  # (N*Ho*Wo, Cg*R*S)
+        Bm = wq[g * Og:(g + 1) * Og].reshape(Og, -1).T        # (Cg*R*S, Og)
+        Cb = None if bq is None else np.broadcast_to(bq[g * Og:(g + 1) * Og], (A.shape[0], Og))
+        Y = mm(A, Bm, m, C=Cb, c_fmt=p.weights.format, scale=sx * sw, rng=rng)
+        out[:, g * Og:(g + 1) * Og] = Y.reshape(N, Ho * Wo, Og).transpose(0, 2, 1)
+    y = p.activations.round(out, rng).reshape(N, O, Ho, Wo)
+    return y, Conv2dCache(cols, sx, wq, sw, x.shape, st, pd, dl, groups, b is not None, p)
+
+
+def _dilated_dy(dy, H, W, R, S, st, pd, dl):
+    """dy (N, O, Ho, Wo) zero-dilated by the stride and shifted so that
+    ``dx[h, w] = sum_{o, r', s'} Z[o, h + r' dl_h, w + s' dl_w] * w[o, c, R-1-r', S-1-s']``
+    (Z of size (H + (R-1) dl_h, W + (S-1) dl_w))."""
+    N, O, Ho, Wo = dy.shape
+    Z = np.zeros((N, O, H + (R - 1) * dl[0], W + (S - 1) * dl[1]), dy.dtype)
+    # position i of Z holds dy[j / st] for j = i - ((R-1) dl - pd), j % st == 0
+    off_h = (R - 1) * dl[0] - pd[0]
+    off_w = (S - 1) * dl[1] - pd[1]
+    hi = off_h + st[0] * np.arange(Ho)
+    wi = off_w + st[1] * np.arange(Wo)
+    kh = (hi >= 0) & (hi < Z.shape[2])
+    kw = (wi >= 0) & (wi < Z.shape[3])
+    Z[:, :, hi[kh][:, None], wi[kw][None, :]] = dy[:, :, kh][:, :, :, kw]
+    return Z
+
+
+def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
+    """Gradients of :func:`conv2d_forward`: (dx (N, C, H, W), (dw, db)), gradient values
+    (dx None when need_dx is False).
+
+    Notes
+    -----
+    ``dw_g = rnd_g(model_gw(dy_g^T, cols_g))`` (K = N * Ho * Wo ordered (n, ho, wo)),
+    ``db = rnd_g(model_gw(1^T, dy))`` over (n, ho, wo), and
+    ``dx_g = rnd_g(model_gi(patches(Z_g), Wt_g))`` where Z is dy zero-dilated by the
+    stride and padded (transposed convolution) and ``Wt[(o, r', s'), c] =
+    w[o, c, R-1-r', S-1-s']``: each dx element is one reduction of length O/G * R * S
+    (the inserted zeros add exact zeros).
+    """
+    p = cache.policy
+    dy = np.asarray(dy, np.float64)
+    N, C, H, W = cache.x_shape
+    O, Cg, R, S = cache.wq.shape
+    G = cache.groups
+    Og = O // G
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    gi, gw = p.grad_input, p.grad_weight
+    # weight gradient and bias gradient
+    d, sd = operand(dy, p.gradients, gw.inputs, p, rng, carrier(gw))
+    cols, s_x = cache.cols, cache.sx
+    if not _forward_fits(p, gw.inputs_b):
+        cols, s_x = operand(np.asarray(cols, np.float64) / s_x, p.activations, gw.inputs_b,
+                            p, rng, carrier(gw))
+    dw = np.empty((O, Cg * R * S))
+    for g in range(G):
+        Dg = d[:, g * Og:(g + 1) * Og].transpose(0, 2, 3, 1).reshape(-1, Og)   # (N*Ho*Wo, Og)
+        dw[g * Og:(g + 1) * Og] = mm(Dg.T, cols[g].reshape(-1, Cg * R * S), gw,
+                                     scale=sd * s_x, rng=rng)
+    dw = p.gradients.round(dw, rng).reshape(O, Cg, R, S)
+    db = None
+    if cache.has_bias:
+        Dall = d.transpose(0, 2, 3, 1).reshape(-1, O)
+        db = p.gradients.round(mm(np.ones((1, Dall.shape[0])), Dall, _ones_model(gw),
+                                  scale=sd, rng=rng)[0], rng)
+    if not need_dx:
+        return None, (dw, db)
+    # input gradient: transposed convolution as one GEMM per group
+    d, sd = operand(dy, p.gradients, gi.inputs, p, rng, carrier(gi))
+    wq, s_w = cache.wq, cache.sw
+    if not _forward_fits(p, gi.inputs_b):
+        wq, s_w = operand(np.asarray(wq, np.float64) / s_w, p.weights, gi.inputs_b, p, rng,
+                          carrier(gi))
+    Z = _dilated_dy(d, H, W, R, S, cache.stride, cache.padding, cache.dilation)
+    wt = wq[:, :, ::-1, ::-1]                                   # (O, Cg, R, S) flipped
+    dx = np.empty((N, C, H * W))
+    for g in range(G):
+        zc, _ = im2col(Z[:, g * Og:(g + 1) * Og], (R, S), 1, 0, cache.dilation)
+        A = zc.reshape(N * H * W, Og * R * S)                   # K ordered (o, r', s')
+        Bm = wt[g * Og:(g + 1) * Og].transpose(0, 2, 3, 1).reshape(Og * R * S, Cg)
+        X = mm(A, Bm, gi, scale=sd * s_w, rng=rng)              # (N*H*W, Cg)
+        dx[:, g * Cg:(g + 1) * Cg] = X.reshape(N, H * W, Cg).transpose(0, 2, 1)
+    dx = p.gradients.round(dx, rng).reshape(N, C, H, W)
+    return dx, (dw, db)
+
+
+def _forward_fits(p, fmt):
+    from ._mm import _holds
+    return _holds(p.forward.inputs, fmt) and _holds(p.forward.inputs_b, fmt)

@@ -1,0 +1,221 @@
+"""The NN engine's plumbing: policies, rounding into roles, the BLAS accumulation order,
+erf, modules and state dicts (torch names and layouts), bad input."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import refcomp as rc
+from refcomp import _jit, nn
+from refcomp.bounds import deterministic
+from refcomp.ops import matmul
+
+torch = pytest.importorskip("torch")
+
+
+# ----------------------------------------------------------------------------- policies
+@pytest.mark.parametrize("name", list(nn.POLICIES))
+def test_presets_describe_every_role(name):
+    p = nn.get_policy(name)
+    text = p.describe()
+    for role in ("weights", "activations", "gradients", "forward", "grad_input",
+                 "grad_weight", "master", "update", "scaling"):
+        assert role in text
+    assert p.source
+    # the forward model takes the activation and weight formats (unless scaled to fp8)
+    if p.scaling is nn.Scaling.NONE:
+        assert p.forward.inputs == p.activations.format
+        assert p.forward.inputs_b == p.weights.format
+
+
+def test_policy_errors_name_the_value():
+    with pytest.raises(ValueError, match="nosuchfloat"):
+        nn.Policy("x", "nosuchfloat", "float32", "float32", "fp32-blas", "fp32-blas",
+                  "fp32-blas")
+    with pytest.raises(ValueError, match="not-a-model"):
+        nn.Policy("x", "float32", "float32", "float32", "not-a-model", "fp32-blas",
+                  "fp32-blas")
+    with pytest.raises(ValueError, match="int8-int32-wrap"):
+        nn.Policy("x", "float32", "float32", "float32", "int8-int32-wrap", "fp32-blas",
+                  "fp32-blas")
+    with pytest.raises(ValueError, match="-2"):
+        nn.POLICIES["fp32"].with_(loss_scale=-2.0)
+    with pytest.raises(ValueError, match="sideways"):
+        nn.POLICIES["fp32"].with_(update="sideways")
+    with pytest.raises(ValueError, match="fp33"):
+        nn.get_policy("fp33")
+
+
+def test_round_to_float32_fast_path_equals_the_rounding_core():
+    """The float64 -> float32 conversion nn uses is the rounding core's RNE (bits)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        rng.standard_normal(20000) * 2.0 ** rng.integers(-160, 130, 20000),
+        # ties and near-ties at float32 precision, subnormal and overflow boundaries
+        (rng.integers(1, 2 ** 24, 5000) + 0.5) * 2.0 ** rng.integers(-170, 105, 5000),
+        [0.0, -0.0, np.inf, -np.inf, 2.0 ** -150, 2.0 ** -149 * 1.5, 3.4028235677973366e38,
+         3.4028235677973366e38 * (1 + 2 ** -25), 2.0 ** 128]])
+    with np.errstate(over="ignore"):
+        fast = nn.round_to(x, rc.formats.get("float32"))
+    core = rc.cast(x, "float32")
+    assert np.array_equal(fast.view(np.uint64), core.view(np.uint64))
+
+
+def test_role_rounding_modes():
+    spec = nn.TensorSpec("bfloat16", "toward_zero")
+    x = np.array([1.0 + 2 ** -8 * 0.99, -1.0 - 2 ** -8 * 0.99])
+    assert spec.round(x).tolist() == [1.0, -1.0]
+    sr = nn.TensorSpec("bfloat16", "stochastic")
+    with pytest.raises(ValueError):
+        sr.round(x)
+    v = sr.round(np.full(4000, 1.0 + 2 ** -9), rng=np.random.default_rng(1))
+    assert set(v.tolist()) == {1.0, 1.0 + 2 ** -7}
+    assert abs(np.mean(v == 1.0) - 0.75) < 0.03         # 2**-9 is a quarter of a bf16 ulp
+
+
+# --------------------------------------------------------------------- BLAS order
+@pytest.mark.parametrize("name", ["fp32-blas", "fp64-blas", "bf16-fp32acc-blas",
+                                  "fp16-fp32acc-blas", "e4m3-fp32acc-blas",
+                                  "e5m2xe4m3-fp32acc-blas"])
+def test_blas_order_within_its_bound(name):
+    """Exact rational results against the BLAS model's any-order bound."""
+    m = rc.ops.accumulation_model(name)
+    rng = np.random.default_rng(2)
+    A = rc.cast(rng.standard_normal((6, 70)), m.inputs, overflow="saturate")
+    B = rc.cast(rng.standard_normal((70, 5)), m.inputs_b, overflow="saturate")
+    C = rc.cast(rng.standard_normal((6, 5)), m.acc)
+    D = matmul(A, B, name, C=C)
+    E = deterministic(A, B, name, C=C)
+    for i in range(6):
+        for j in range(5):
+            ex = sum(Fraction(a) * Fraction(b) for a, b in zip(A[i], B[:, j])) + Fraction(C[i, j])
+            assert abs(Fraction(D[i, j]) - ex) <= Fraction(E[i, j])
+    out = m.output_format
+    assert np.array_equal(rc.cast(D, out), D)
+
+
+def test_blas_order_rejects_what_it_cannot_model():
+    with pytest.raises(ValueError, match="blas"):
+        rc.ops.AccumulationModel("x", "float32", "bfloat16", order="blas")
+    with pytest.raises(ValueError, match="blas"):
+        rc.ops.AccumulationModel("x", "float64", "float32", order="blas")
+    with pytest.raises(ValueError, match="blas"):
+        rc.ops.AccumulationModel("x", "float32", "float32", order="blas",
+                                 acc_rounding="toward_zero")
+
+
+# ---------------------------------------------------------------------------- erf
+def test_erf_twin_and_jit_agree_and_match_torch_float64():
+    x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, -0.0, np.inf, -np.inf, 1e-300]])
+    with _jit.use_jit(False):
+        spec = nn.erf(x)
+    fast = nn.erf(x)
+    assert np.array_equal(spec.view(np.uint64), fast.view(np.uint64))
+    t = torch.erf(torch.tensor(x, dtype=torch.float64)).numpy()
+    ulp = np.spacing(np.abs(t))
+    assert np.all(np.abs(fast - t) <= 2 * ulp)          # two libm erfs: <= 1 ulp each
+
+
+# ------------------------------------------------------------------ modules / state
+def _torch_mlp_and_cnn():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                              torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 2 * 2, 3))
+    return mlp, cnn
+
+
+def _ours():
+    rng = np.random.default_rng(3)
+    mlp = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.ReLU(), nn.Linear(16, 4, rng=rng))
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(kernel_size=2), nn.Flatten(), nn.Linear(16, 3, rng=rng))
+    return mlp, cnn
+
+
+def test_state_dict_round_trip_with_torch():
+    """torch's state_dict loads into ours (same keys, shapes), and ours loads into torch;
+    the values survive both ways bit for bit."""
+    for tm, om in zip(_torch_mlp_and_cnn(), _ours()):
+        sd = {k: v.numpy() for k, v in tm.state_dict().items()}
+        assert set(sd) == set(om.state_dict())
+        om.load_state_dict(sd)
+        back = {k: torch.tensor(v) if isinstance(v, np.ndarray) else torch.tensor(v)
+                for k, v in om.state_dict().items()}
+        back = {k: v.to(tm.state_dict()[k].dtype) for k, v in back.items()}
+        tm.load_state_dict(back)
+        for k, v in tm.state_dict().items():
+            assert np.array_equal(v.numpy().astype(np.float64), np.asarray(sd[k], np.float64)), k
+
+
+def test_loaded_torch_model_predicts_like_torch():
+    """Forward of a loaded torch model under the fp64 policy equals torch's float64
+    forward to float64 rounding (an independent implementation of every layer)."""
+    tm, _ = _torch_mlp_and_cnn()
+    _, om = _ours()
+    _, tcnn = _torch_mlp_and_cnn()
+    tcnn = tcnn.double().eval()
+    om.load_state_dict({k: v.numpy() for k, v in tcnn.state_dict().items()})
+    x = np.random.default_rng(4).standard_normal((5, 1, 4, 4))
+    ours = nn.predict(om, x, "fp64")
+    ref = tcnn(torch.tensor(x)).detach().numpy()
+    assert np.allclose(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_state_dict_errors_name_the_keys():
+    mlp, _ = _ours()
+    sd = mlp.state_dict()
+    bad = dict(sd)
+    del bad["0.bias"]
+    with pytest.raises(ValueError, match=r"missing keys \['0.bias'\]"):
+        mlp.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"unexpected keys \['9.weight'\]"):
+        mlp.load_state_dict({**sd, "9.weight": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"2.weight has shape \(4, 15\)"):
+        mlp.load_state_dict({**sd, "2.weight": np.zeros((4, 15))})
+
+
+def test_bad_input_names_layer_and_tensor():
+    mlp, cnn = _ours()
+    with pytest.raises(ValueError, match=r"Linear \(layer 0\).*x features vs weight"):
+        mlp.forward(np.zeros((2, 7)), "fp32")
+    x = np.zeros((2, 8))
+    x[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"Linear \(layer 0\): x contains NaN .*\(1, 3\)"):
+        mlp.forward(x, "fp32")
+    with pytest.raises(ValueError, match=r"Conv2d \(layer 0\): x must have 4 dimensions"):
+        cnn.forward(np.zeros((2, 16)), "fp32")
+    with pytest.raises(ValueError, match="unknown policy"):
+        mlp.forward(np.zeros((2, 8)), "fp7")
+    with pytest.raises(TypeError, match="dtype <U1"):
+        nn.relu_forward(np.array(["a"]), "fp32")
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.batchnorm_forward(np.zeros((1, 3)), None, None, None, None, "fp32")
+    with pytest.raises(ValueError, match="target 7 out of range"):
+        nn.cross_entropy_forward(np.zeros((2, 3)), np.array([0, 7]), "fp32")
+    with pytest.raises(ValueError, match="needs rng"):
+        nn.dropout_forward(np.zeros(3), "fp32", p=0.5)
+    with pytest.raises(ValueError, match="groups=3"):
+        nn.conv2d_forward(np.zeros((1, 4, 5, 5)), np.zeros((4, 1, 3, 3)), None, "fp32",
+                          groups=3)
+    with pytest.raises(ValueError, match="needs rng"):
+        nn.Linear(3, 4)
+
+
+def test_policy_roles_are_applied():
+    """Under bf16-mixed: activations and gradients are bfloat16 values, the master copy
+    float32; under fp8 the matmul operands are scaled e4m3 / e5m2 values."""
+    rng = np.random.default_rng(5)
+    model = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.GELU(), nn.Linear(16, 4, rng=rng))
+    x = rng.standard_normal((6, 8))
+    for pol in ("bf16-mixed", "fp8"):
+        y, cache = model.forward(x, pol)
+        assert np.array_equal(rc.cast(y, "bfloat16"), y)
+        dx, grads = model.backward(rng.standard_normal(y.shape), cache)
+        for g in [dx, *grads.values()]:
+            assert np.array_equal(rc.cast(g, "bfloat16"), g)
+    c = model.forward(x, "fp8")[1][0]
+    assert np.array_equal(rc.cast(c.xq, "float8_e4m3fn"), c.xq)
+    assert c.sx == 2.0 ** np.floor(np.log2(448 / np.abs(rc.cast(x, "bfloat16")).max()))
