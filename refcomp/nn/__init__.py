@@ -10,18 +10,47 @@ numeric policies for every tensor role, optimizers, schedules and a training ste
 (2, 3)
 """
 
-from .activation import *  # noqa: F401,F403
-from .linear import *  # noqa: F401,F403
-from .loss import *  # noqa: F401,F403
-from .modules import *  # noqa: F401,F403
-from .norm import *  # noqa: F401,F403
+from .activation import (ActCache, relu_forward, relu_backward, leaky_relu_forward,
+                         leaky_relu_backward, gelu_forward, gelu_backward, sigmoid_forward,
+                         sigmoid_backward, tanh_forward, tanh_backward, softmax_forward,
+                         softmax_backward, log_softmax_forward, log_softmax_backward,
+                         dropout_forward, dropout_backward, add_forward, add_backward, erf)
+from .linear import (LinearCache, linear_forward, linear_backward, Conv2dCache,
+                     conv2d_forward, conv2d_backward, conv_output_size)
+from .loss import (LossCache, cross_entropy_forward, cross_entropy_backward, mse_forward,
+                   mse_backward, kl_div_forward, kl_div_backward)
+from .modules import (Module, Linear, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, ReLU,
+                      LeakyReLU, GELU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout,
+                      MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Sequential,
+                      Residual)
+from .norm import (NormCache, batchnorm_forward, batchnorm_backward, layernorm_forward,
+                   layernorm_backward)
+from .pool import (PoolCache, max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
+                   avg_pool2d_backward, adaptive_avg_pool2d_forward,
+                   adaptive_avg_pool2d_backward, flatten_forward, flatten_backward)
 from .policy import POLICIES, Policy, Scaling, TensorSpec, Update, get_policy, round_to
-from .pool import *  # noqa: F401,F403
-from .train import History, StaticScaler, StepResult, fit, predict, prepare, train_step
+from .train import (History, StaticScaler, StepResult, fit, make_optimizer, predict, prepare,
+                    train_step)
 from . import activation, data, linear, loss, modules, norm, policy, pool, train
 
-__all__ = ["Policy", "TensorSpec", "Update", "Scaling", "POLICIES", "get_policy", "round_to",
-           "StaticScaler", "StepResult", "History", "prepare", "train_step", "predict", "fit",
-           "activation", "data", "linear", "loss", "modules", "norm", "policy", "pool", "train"]
-__all__ += activation.__all__ + linear.__all__ + loss.__all__ + modules.__all__ + \
-    norm.__all__ + pool.__all__
+__all__ = ["Policy", "TensorSpec", "Update", "Scaling", "POLICIES", "get_policy",
+           "round_to", "StaticScaler", "StepResult", "History", "prepare",
+           "make_optimizer", "train_step", "predict", "fit", "activation", "data",
+           "linear", "loss", "modules", "norm", "policy", "pool", "train", "ActCache",
+           "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+           "gelu_forward", "gelu_backward", "sigmoid_forward", "sigmoid_backward",
+           "tanh_forward", "tanh_backward", "softmax_forward", "softmax_backward",
+           "log_softmax_forward", "log_softmax_backward", "dropout_forward",
+           "dropout_backward", "add_forward", "add_backward", "erf", "LinearCache",
+           "linear_forward", "linear_backward", "Conv2dCache", "conv2d_forward",
+           "conv2d_backward", "conv_output_size", "LossCache", "cross_entropy_forward",
+           "cross_entropy_backward", "mse_forward", "mse_backward", "kl_div_forward",
+           "kl_div_backward", "Module", "Linear", "Conv2d", "BatchNorm1d",
+           "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "GELU", "Sigmoid", "Tanh",
+           "Softmax", "LogSoftmax", "Dropout", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d", "Flatten", "Sequential", "Residual", "NormCache",
+           "batchnorm_forward", "batchnorm_backward", "layernorm_forward",
+           "layernorm_backward", "PoolCache", "max_pool2d_forward",
+           "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+           "flatten_forward", "flatten_backward"]

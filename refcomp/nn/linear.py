@@ -262,7 +262,6 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     O, Cg, R, S = cache.wq.shape
     G = cache.groups
     Og = O // G
-    Ho, Wo = dy.shape[2], dy.shape[3]
     gi, gw = p.grad_input, p.grad_weight
     # weight gradient and bias gradient
     d, sd = operand(dy, p.gradients, gw.inputs, p, rng, carrier(gw))

@@ -199,7 +199,6 @@ class Policy:
 
 
 def _presets():
-    s = "refcomp NN engine preset"
     bf = TensorSpec("bfloat16")
     rows = [
         Policy("fp64", "float64", "float64", "float64", "fp64-blas", "fp64-blas", "fp64-blas",
@@ -214,6 +213,11 @@ def _presets():
                "bf16-fp32acc-blas", master="float32",
                source="bf16 compute with fp32 master weights (torch autocast-style: bf16 "
                       "matmul inputs, fp32 accumulation, bf16 outputs)"),
+        Policy("bf16-mixed-sequential", bf, bf, bf, "bf16-fp32acc", "bf16-fp32acc",
+               "bf16-fp32acc", master="float32",
+               source="bf16-mixed with every matmul the sequential fp32-FMA model that "
+                      "torch 2.13 CPU bf16 matmul matched bit for bit "
+                      "(golden/reports/gemm-torch-cpu.md); bit-reproducible"),
         Policy("fp16-mixed", "float16", "float16", "float16", "fp16-fp32acc-blas",
                "fp16-fp32acc-blas", "fp16-fp32acc-blas", master="float32",
                loss_scale=1024.0,

@@ -31,7 +31,8 @@ import numpy as np
 from ._check import check_array
 from .policy import get_policy, round_to
 
-__all__ = ["StepResult", "StaticScaler", "History", "prepare", "train_step", "predict", "fit"]
+__all__ = ["StepResult", "StaticScaler", "History", "prepare", "make_optimizer", "train_step",
+           "predict", "fit"]
 
 
 class StepResult(NamedTuple):
@@ -62,6 +63,19 @@ def prepare(model, policy):
     spec = p.master_spec
     model.set_parameters({k: spec.round(v) for k, v in model.named_parameters().items()})
     return model
+
+
+def make_optimizer(kind, policy, rng=None, **hyper):
+    """An optimizer of :mod:`refcomp.nn.optim` (``"sgd"``, ``"adam"``, ``"adamw"``) whose
+    parameter format, state format and update rounding are the policy's (master format,
+    ``optimizer_state``, ``update``); `rng` is needed for stochastic updates."""
+    from . import optim
+    classes = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
+    if kind not in classes:
+        raise ValueError(f"unknown optimizer {kind!r} (known: {', '.join(classes)})")
+    p = get_policy(policy)
+    return classes[kind](fmt=p.master_spec.format.name, state_fmt=p.optimizer_state.name,
+                         update=p.update.value, rng=rng, **hyper)
 
 
 def train_step(model, x, target, loss, optimizer, policy, rng=None, scaler=None):
