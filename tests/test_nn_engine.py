@@ -56,8 +56,7 @@ def test_round_to_float32_fast_path_equals_the_rounding_core():
         (rng.integers(1, 2 ** 24, 5000) + 0.5) * 2.0 ** rng.integers(-170, 105, 5000),
         [0.0, -0.0, np.inf, -np.inf, 2.0 ** -150, 2.0 ** -149 * 1.5, 3.4028235677973366e38,
          3.4028235677973366e38 * (1 + 2 ** -25), 2.0 ** 128]])
-    with np.errstate(over="ignore"):
-        fast = nn.round_to(x, rc.formats.get("float32"))
+    fast = nn.round_to(x, rc.formats.get("float32"))
     core = rc.cast(x, "float32")
     assert np.array_equal(fast.view(np.uint64), core.view(np.uint64))
 

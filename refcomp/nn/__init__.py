@@ -1,5 +1,7 @@
 """Autograd-free neural-network engine: functional forward / backward pairs, thin modules,
-numeric policies for every tensor role, optimizers, schedules and a training step.
+numeric policies for every tensor role, optimizers (:mod:`refcomp.nn.optim`), schedules
+(:mod:`refcomp.nn.schedule`), torch's default initialisations (:mod:`refcomp.nn.init`), a
+training step and the real digits data (:mod:`refcomp.nn.data`).
 
 >>> import numpy as np
 >>> from refcomp import nn
@@ -31,12 +33,14 @@ from .pool import (PoolCache, max_pool2d_forward, max_pool2d_backward, avg_pool2
 from .policy import POLICIES, Policy, Scaling, TensorSpec, Update, get_policy, round_to
 from .train import (History, StaticScaler, StepResult, fit, make_optimizer, predict, prepare,
                     train_step)
-from . import activation, data, linear, loss, modules, norm, policy, pool, train
+from . import (activation, data, init, linear, loss, modules, norm, optim, policy, pool,
+               schedule, train)
 
 __all__ = ["Policy", "TensorSpec", "Update", "Scaling", "POLICIES", "get_policy",
            "round_to", "StaticScaler", "StepResult", "History", "prepare",
            "make_optimizer", "train_step", "predict", "fit", "activation", "data",
-           "linear", "loss", "modules", "norm", "policy", "pool", "train", "ActCache",
+           "init", "optim", "schedule", "linear", "loss", "modules", "norm", "policy", "pool",
+           "train", "ActCache",
            "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
            "gelu_forward", "gelu_backward", "sigmoid_forward", "sigmoid_backward",
            "tanh_forward", "tanh_backward", "softmax_forward", "softmax_backward",

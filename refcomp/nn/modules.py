@@ -13,15 +13,13 @@ torch).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import activation as A
+from . import init
 from . import linear as L
 from . import norm as Nm
 from . import pool as P
-from .policy import round_to
 
 __all__ = ["Module", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU",
            "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
@@ -29,11 +27,10 @@ __all__ = ["Module", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNor
            "Residual"]
 
 
-def _uniform(rng, shape, bound, fmt):
+def _need_rng(rng, what):
     if rng is None:
-        raise ValueError("parameter initialisation needs rng (a numpy Generator); "
+        raise ValueError(f"{what}: parameter initialisation needs rng (a numpy Generator); "
                          "no unseeded randomness")
-    return round_to(rng.uniform(-bound, bound, shape), fmt)
 
 
 class Module:
@@ -131,14 +128,15 @@ class _Stateless(Module):
 
 class Linear(Module):
     """torch.nn.Linear: weight (out, in), bias (out,); torch's default initialisation
-    ``U(-1/sqrt(in), 1/sqrt(in))`` for both, from `rng`, rounded into `fmt`."""
+    (:func:`refcomp.nn.init.linear_init`) from `rng`, rounded into `fmt`."""
 
     def __init__(self, in_features, out_features, bias=True, rng=None, fmt="float32"):
         super().__init__()
-        b = 1.0 / math.sqrt(in_features)
-        self.params["weight"] = _uniform(rng, (out_features, in_features), b, fmt)
+        _need_rng(rng, "Linear")
+        w, b = init.linear_init(rng, in_features, out_features, bias, fmt)
+        self.params["weight"] = w
         if bias:
-            self.params["bias"] = _uniform(rng, (out_features,), b, fmt)
+            self.params["bias"] = b
 
     def forward(self, x, policy, rng=None, train=True):
         return L.linear_forward(x, self.params["weight"], self.params.get("bias"), policy,
@@ -153,22 +151,20 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """torch.nn.Conv2d (zero padding): weight (O, C / groups, R, S), bias (O,); default
-    initialisation ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, fan_in = C / groups * R * S."""
+    """torch.nn.Conv2d (zero padding): weight (O, C / groups, R, S), bias (O,); torch's
+    default initialisation (:func:`refcomp.nn.init.conv2d_init`) from `rng`."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, rng=None, fmt="float32"):
         super().__init__()
-        R, S = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels "
                              f"{in_channels} and out_channels {out_channels}")
-        fan_in = in_channels // groups * R * S
-        b = 1.0 / math.sqrt(fan_in)
-        self.params["weight"] = _uniform(rng, (out_channels, in_channels // groups, R, S), b,
-                                         fmt)
+        _need_rng(rng, "Conv2d")
+        w, b = init.conv2d_init(rng, in_channels, out_channels, kernel_size, groups, bias, fmt)
+        self.params["weight"] = w
         if bias:
-            self.params["bias"] = _uniform(rng, (out_channels,), b, fmt)
+            self.params["bias"] = b
         self.conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def forward(self, x, policy, rng=None, train=True):

@@ -115,7 +115,8 @@ def round_to(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=None, rng=None) ->
         return x
     if (fmt is _F32 or fmt == _F32) and rounding is Rounding.NEAREST_EVEN and \
             overflow in (None, Overflow.IEEE):
-        return x.astype(np.float32).astype(np.float64)
+        with np.errstate(over="ignore"):                # overflow to inf is the result
+            return x.astype(np.float32).astype(np.float64)
     return np.asarray(cast(x, fmt, rounding, overflow=overflow, rng=rng), np.float64)
 
 

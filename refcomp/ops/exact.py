@@ -279,8 +279,8 @@ def sqrt(ua: Unpacked, mode: int):
         s = np.sqrt(X.astype(np.float64))                  # correctly rounded, [2**26, 2**27)
         S = (s * 2.0 ** 26).astype(np.uint64)
         R = ((X << np.uint64(52)) - S * S).view(np.int64)  # exact, |R| <= 2**54
-        Si = S.view(np.int64)
-        d = np.floor_divide(R << 7, Si)
+        Si = np.maximum(S, U1).view(np.int64)             # S >= 2**52 where it counts;
+        d = np.floor_divide(R << 7, Si)                    # zeros/specials: no 1/0 warning
         rr = (S << np.uint64(8)).view(np.int64) + d
         D = ((R << 7) - Si * d) * 512 - d * d              # N - rr**2 for N = X * 2**68
         lo = D < 0
