@@ -218,3 +218,28 @@ def test_policy_roles_are_applied():
     c = model.forward(x, "fp8")[1][0]
     assert np.array_equal(rc.cast(c.xq, "float8_e4m3fn"), c.xq)
     assert c.sx == 2.0 ** np.floor(np.log2(448 / np.abs(rc.cast(x, "bfloat16")).max()))
+
+
+def test_optimizer_native_float32_path_equals_refcomp_ops():
+    """The optimizers' float32 kernels (NumPy float32 arithmetic, the FMA instruction)
+    against refcomp.ops, the specification, bit for bit, specials and subnormals included."""
+    from refcomp.nn import _aten
+    rng = np.random.default_rng(9)
+    n = 20000
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 2.0 ** -149, -2.0 ** -126, 3.4e38, 1.0])
+
+    def sample():
+        v = rc.cast(rng.standard_normal(n) * 2.0 ** rng.integers(-150, 128, n), "float32")
+        return np.concatenate([v, rng.permutation(np.resize(special, 64))])
+    a, b, c = sample(), sample(), sample()
+    with np.errstate(all="ignore"):
+        for name in ("add", "sub", "mul", "div"):
+            with _jit.use_jit(True):
+                fast = _aten._binary(name, a, b, _aten._F32)
+            spec = getattr(rc.ops, name)(a, b, "float32")
+            assert np.array_equal(fast, spec, equal_nan=True), name
+        with _jit.use_jit(True):
+            fast = _aten._fma(a, b, c, _aten._F32)
+            root = _aten._sqrt(np.abs(a), _aten._F32)
+        assert np.array_equal(fast, rc.ops.fma(a, b, c, "float32"), equal_nan=True)
+        assert np.array_equal(root, rc.ops.sqrt(np.abs(a), "float32"), equal_nan=True)

@@ -115,3 +115,17 @@ def test_gemm_example_runs_and_its_bound_holds():
         for j in range(4):
             exact = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(A[i], A[j]))
             assert abs(Fraction(float(D[i, j])) - exact) <= Fraction(float(E[i, j]))
+
+
+def test_nn_example_runs():
+    """The NN example trains one step: a finite loss, float32 master weights, bf16
+    gradients (the policy's roles)."""
+    code = next(b for b in _blocks("python") if "from refcomp import nn" in b)
+    env = {}
+    exec(compile(code, "README nn example", "exec"), env)
+    r, model = env["r"], env["model"]
+    assert np.isfinite(r.loss) and not r.found_inf
+    for v in model.named_parameters().values():
+        assert np.array_equal(rc.cast(v, "float32"), v)
+    assert any(not np.array_equal(rc.cast(v, "bfloat16"), v)
+               for v in model.named_parameters().values())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import ops
+from .. import _jit, ops
 from ..formats import catalog
 from ..formats.floatformat import FloatFormat
 from ..rounding.cast import cast
@@ -93,6 +93,43 @@ def _opmath(*fmts: FloatFormat) -> FloatFormat:
     return _F32 if fits else _F64
 
 
+def _native(fmt) -> bool:
+    """Whether the float32 native path applies: NumPy's float32 +, -, *, /, sqrt are the
+    IEEE operations rounded to nearest-even (the x86 SSE instructions refcomp's default
+    profile models) and the fused multiply-add is the FMA instruction; with JIT disabled
+    every op runs refcomp.ops, the specification (tests compare the two bit for bit)."""
+    return fmt == _F32 and _jit.enabled()
+
+
+def _f32(x):
+    return np.asarray(x, np.float64).astype(np.float32)
+
+
+def _binary(name, a, b, fmt):
+    if not _native(fmt):
+        return getattr(ops, name)(a, b, fmt)
+    with np.errstate(all="ignore"):                   # IEEE results: inf, NaN, underflow
+        return getattr(np, {"add": "add", "sub": "subtract", "mul": "multiply",
+                            "div": "divide"}[name])(_f32(a), _f32(b)).astype(np.float64)
+
+
+def _sqrt(a, fmt):
+    if not _native(fmt):
+        return ops.sqrt(a, fmt)
+    with np.errstate(all="ignore"):
+        return np.sqrt(_f32(a)).astype(np.float64)
+
+
+def _fma(a, b, c, fmt):
+    if not _native(fmt):
+        return ops.fma(a, b, c, fmt)
+    from .._jit.nn_kernels import fma32_flat
+    a, b, c = _f32(a), _f32(b), _f32(c)
+    shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
+    flat = [np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b, c)]
+    return fma32_flat(*flat).reshape(shape).astype(np.float64)
+
+
 @dataclass(frozen=True)
 class _Kernels:
     """The emulated ATen kernels for one parameter format, state format and CPU model."""
@@ -119,15 +156,15 @@ class _Kernels:
         return v if out == self.op else np.asarray(cast(v, out), np.float64)
 
     def s(self, x) -> float:                          # Python scalar -> opmath
-        return float(cast(float(x), self.op))
+        return float(round_to(float(x), self.op))
 
     def s_t(self, x, out) -> float:                   # Scalar.to<scalar_t>()
         return float(self.r(self.s(x), out))
 
     def fma(self, a, b, c):                           # a * b + c, fused unless DEFAULT
         if self.cpu is None or self.cpu.fma:
-            return ops.fma(a, b, c, self.op)
-        return ops.add(ops.mul(a, b, self.op), c, self.op)
+            return _fma(a, b, c, self.op)
+        return _binary("add", _binary("mul", a, b, self.op), c, self.op)
 
     def add_alpha(self, x, y, alpha, out, common=None):
         """``x.add(y, alpha)`` into `out`, computed in `common` (torch's promoted dtype of
@@ -135,36 +172,36 @@ class _Kernels:
         c = out if common is None else common
         a = self.s_t(alpha, c)
         if a == 1.0:
-            return self.r(ops.add(x, y, self.op), out)
+            return self.r(_binary("add", x, y, self.op), out)
         v = self.r(self.fma(a, y, x), out)
         if self.cpu is not None and c != self.op and c.width <= 16:
             m = self.cpu.scalar_mask(v.size).reshape(v.shape)
             if m.any():                               # x + round16(a * y), in the 16-bit type
-                v[m] = self.r(ops.add(x[m], self.r(ops.mul(a, y[m], self.op), c),
+                v[m] = self.r(ops.add(x[m], self.r(_binary("mul", a, y[m], self.op), c),
                                       self.op), out)
         return v
 
     def mul_s(self, x, c, out):
-        return self.r(ops.mul(x, self.s(c), self.op), out)
+        return self.r(_binary("mul", x, self.s(c), self.op), out)
 
     def div_s(self, x, c, out):
-        return self.r(ops.div(x, self.s(c), self.op), out)
+        return self.r(_binary("div", x, self.s(c), self.op), out)
 
     def add_s(self, x, c, out):
-        return self.r(ops.add(x, self.s_t(c, out), self.op), out)
+        return self.r(_binary("add", x, self.s_t(c, out), self.op), out)
 
     def lerp(self, x, y, w, out):
         w = self.s(w)
-        d = ops.sub(y, x, self.op)
+        d = _binary("sub", y, x, self.op)
         if abs(w) < 0.5:
             return self.r(self.fma(w, d, x), out)
-        return self.r(self.fma(float(ops.sub(w, 1.0, self.op)), d, y), out)
+        return self.r(self.fma(float(_binary("sub", w, 1.0, self.op)), d, y), out)
 
     def addcmul(self, x, t1, t2, c, out):
-        return self.r(self.fma(ops.mul(self.s(c), t1, self.op), t2, x), out)
+        return self.r(self.fma(_binary("mul", self.s(c), t1, self.op), t2, x), out)
 
     def sqrt(self, x, out):
-        return self.r(ops.sqrt(x, self.op), out)
+        return self.r(_sqrt(x, self.op), out)
 
     def check(self, param, grad):
         p, g = (_values(a, self.fmt, w) for a, w in ((param, "param"), (grad, "grad")))
@@ -208,14 +245,14 @@ def _write(k, p, comp, u, rng, *, alpha=None, g=None, t=None, common=None):
     a = None if alpha is None else k.s_t(alpha, common or f)
     if u is Update.NEAREST:
         return (k.add_alpha(p, g, alpha, f, common) if t is None
-                else k.r(ops.add(p, t, op), f)), comp
+                else k.r(_binary("add", p, t, op), f)), comp
     if u is Update.STOCHASTIC:
         if t is None:
             return np.asarray(ops.fma(a, g, p, f, "stochastic", rng=rng), np.float64), comp
         return np.asarray(ops.add(p, t, f, "stochastic", rng=rng), np.float64), comp
     c = np.zeros_like(p) if comp is None else comp                   # Kahan, all in fmt
-    inc = k.r(ops.mul(a, g, op) if t is None else t, f)
-    y = k.r(ops.sub(inc, c, op), f)
-    s = k.r(ops.add(p, y, op), f)
-    c = k.r(ops.sub(k.r(ops.sub(s, p, op), f), y, op), f)
+    inc = k.r(_binary("mul", a, g, op) if t is None else t, f)
+    y = k.r(_binary("sub", inc, c, op), f)
+    s = k.r(_binary("add", p, y, op), f)
+    c = k.r(_binary("sub", k.r(_binary("sub", s, p, op), f), y, op), f)
     return s, c

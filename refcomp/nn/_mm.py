@@ -37,20 +37,23 @@ def pow2_scale(x, fmt) -> float:
 
 
 def operand(x, role: TensorSpec, fmt, policy: Policy, rng=None, dtype=np.float64):
-    """(values, scale): x (values of `role`) prepared as a matmul operand of format fmt.
+    """(values, scale): x, rounded into its `role`, prepared as a matmul operand of format
+    fmt.
 
-    Without scaling, x rounded to nearest-even into fmt (nothing to do when fmt holds the
-    role's format).  With per-tensor scaling, ``rnd_fmt(x * s)`` with saturation, s the
+    Without scaling, the role value rounded to nearest-even into fmt (nothing more to do
+    when fmt holds the role's format).  With per-tensor scaling, ``rnd_fmt(x * s)`` with saturation, s the
     power-of-two :func:`pow2_scale`, so the product of the operands divided by the scales is
     exact in float64.  The values are returned in `dtype` (:func:`carrier`: they are
     exact there)."""
-    if policy.scaling is Scaling.PER_TENSOR:
-        s = pow2_scale(x, fmt)
-        v = round_to(np.asarray(x, np.float64) * s, fmt, overflow="saturate", rng=rng)
-    else:
-        s = 1.0
-        v = x if _holds(role.format, fmt) else round_to(x, fmt)
-    return np.asarray(v, dtype), s
+    scaled = policy.scaling is Scaling.PER_TENSOR
+    holds = _holds(role.format, fmt)
+    v = role.round(x, rng, dtype if holds and not scaled else np.float64)
+    if scaled:
+        s = pow2_scale(v, fmt)
+        return round_to(v * s, fmt, overflow="saturate", rng=rng, dtype=dtype), s
+    if holds:
+        return v, 1.0
+    return round_to(v, fmt, dtype=dtype), 1.0
 
 
 def mm(A, B, model: AccumulationModel, C=None, c_fmt=None, scale=1.0, rng=None):

@@ -72,11 +72,12 @@ def linear_forward(x, w, b, policy, rng=None, name="linear"):
     w = check_array(w, name, "weight", ndim=2)
     check_shape(x.shape[-1], w.shape[1], name, "x features vs weight in_features")
     lead = x.shape[:-1]
-    x2 = p.activations.round(x.reshape(-1, x.shape[-1]), rng)          # (N, D_in)
-    wr = p.weights.round(w, rng)
+    x2 = x.reshape(-1, x.shape[-1])                                   # (N, D_in)
     m = p.forward
+    # operands: x rounded into the activation format, w into the weights format, then
+    # into the model's input formats (one conversion each on the float32 BLAS path)
     xq, sx = operand(x2, p.activations, m.inputs, p, rng, carrier(m))
-    wq, sw = operand(wr, p.weights, m.inputs_b, p, rng, carrier(m))
+    wq, sw = operand(w, p.weights, m.inputs_b, p, rng, carrier(m))
     C = None
     if b is not None:
         b = check_array(b, name, "bias", ndim=1)
@@ -205,9 +206,8 @@ def conv2d_forward(x, w, b, policy, stride=1, padding=0, dilation=1, groups=1, r
                          f"out_channels {O}")
     check_shape(C // groups, Cg, name, "x channels / groups vs weight in_channels")
     m = p.forward
-    xq, sx = operand(p.activations.round(x, rng), p.activations, m.inputs, p, rng,
-                     carrier(m))
-    wq, sw = operand(p.weights.round(w, rng), p.weights, m.inputs_b, p, rng, carrier(m))
+    xq, sx = operand(x, p.activations, m.inputs, p, rng, carrier(m))
+    wq, sw = operand(w, p.weights, m.inputs_b, p, rng, carrier(m))
     parts = [im2col(xq[:, g * Cg:(g + 1) * Cg], (R, S), st, pd, dl) for g in range(groups)]
     Ho, Wo = parts[0][1]
     cols = np.stack([c for c, _ in parts])                    # (G, N, Ho*Wo, Cg*R*S)

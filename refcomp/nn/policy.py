@@ -88,9 +88,10 @@ class TensorSpec:
         if self.overflow is not None:
             object.__setattr__(self, "overflow", as_overflow(self.overflow))
 
-    def round(self, x, rng=None) -> np.ndarray:
-        """x rounded into this spec (float64 values)."""
-        return round_to(x, self.format, self.rounding, self.overflow, rng)
+    def round(self, x, rng=None, dtype=np.float64) -> np.ndarray:
+        """x rounded into this spec (as a `dtype` array: float64, or float32 for formats
+        whose values float32 holds)."""
+        return round_to(x, self.format, self.rounding, self.overflow, rng, dtype)
 
     def describe(self) -> str:
         s = self.format.name
@@ -101,8 +102,10 @@ class TensorSpec:
         return s
 
 
-def round_to(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=None, rng=None) -> np.ndarray:
-    """float64 values of x rounded into fmt by the rounding core.
+def round_to(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=None, rng=None,
+             dtype=np.float64) -> np.ndarray:
+    """Values of x rounded into fmt by the rounding core, as a `dtype` array (float64, or
+    float32 when fmt's values are float32 values).
 
     float64 is the identity on float64 input.  float32 to nearest-even with the IEEE
     overflow rule goes through NumPy's float64 -> float32 conversion, which is IEEE 754
@@ -110,14 +113,16 @@ def round_to(x, fmt, rounding=Rounding.NEAREST_EVEN, overflow=None, rng=None) ->
     infinity, the same operation as :func:`refcomp.cast` (tests compare the two bit for
     bit); every other case calls :func:`refcomp.cast`.
     """
-    x = np.asarray(x, np.float64)
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if fmt is _F64 or fmt == _F64:
-        return x
+        return x.astype(dtype, copy=False)
     if (fmt is _F32 or fmt == _F32) and rounding is Rounding.NEAREST_EVEN and \
             overflow in (None, Overflow.IEEE):
         with np.errstate(over="ignore"):                # overflow to inf is the result
-            return x.astype(np.float32).astype(np.float64)
-    return np.asarray(cast(x, fmt, rounding, overflow=overflow, rng=rng), np.float64)
+            return x.astype(np.float32, copy=False).astype(dtype, copy=False)
+    return np.asarray(cast(x, fmt, rounding, overflow=overflow, rng=rng), dtype)
 
 
 def _spec(value, what):
