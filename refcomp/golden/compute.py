@@ -21,7 +21,7 @@ from ..formats import catalog
 from ..rounding import cast_bits
 from .schema import INT_KINDS, GoldenError, Operand
 
-__all__ = ["OPS", "compute", "rng_key"]
+__all__ = ["OPS", "INPUTS", "OPTIONAL", "compute", "rng_key"]
 
 _ROUND = ("rounding", "overflow", "subnormals", "tininess", "profile", "random_bits")
 
@@ -133,12 +133,16 @@ INPUTS = {"cast": ("x",), "sqrt": ("a",), "round_to_integral": ("a",), "to_int":
           "fma": ("a", "b", "c"), "sum": ("x",),
           **{k: ("a", "b") for k in ("add", "sub", "mul", "div", "eq", "lt", "le")}}
 
+#: the inputs an op may take besides (absent: None)
+OPTIONAL: dict = {}
+
 
 def _merge():
-    from . import compute_gemm, compute_quant
-    for mod in (compute_quant, compute_gemm):
+    from . import compute_gemm, compute_nn, compute_quant
+    for mod in (compute_quant, compute_gemm, compute_nn):
         OPS.update(mod.OPS)
         INPUTS.update(mod.INPUTS)
+        OPTIONAL.update(getattr(mod, "OPTIONAL", {}))
 
 
 _merge()
@@ -148,9 +152,10 @@ def compute(op: str, inputs: dict, params: dict) -> dict:
     """The outputs of `op` on `inputs` (dict of Operand) under `params` (dict of Operand)."""
     if op not in OPS:
         raise GoldenError(f"unknown golden op {op!r} (known: {', '.join(OPS)})")
-    want = INPUTS[op]
-    if tuple(sorted(inputs)) != tuple(sorted(want)):
-        raise GoldenError(f"op {op!r} takes inputs {', '.join(want)}, got "
+    want, extra = INPUTS[op], OPTIONAL.get(op, ())
+    if not set(want) <= set(inputs) or set(inputs) - set(want) - set(extra):
+        opt = f" (optional: {', '.join(extra)})" if extra else ""
+        raise GoldenError(f"op {op!r} takes inputs {', '.join(want)}{opt}, got "
                           f"{', '.join(sorted(inputs)) or 'none'}")
     vals = {k: v.values() for k, v in inputs.items()}       # exact float64 or int64/uint64
     try:

@@ -20,6 +20,8 @@ reduce      sums of rows, bit-exact by construction in refcomp (correctly rounde
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from ..formats import catalog
@@ -57,6 +59,14 @@ def _seed(*parts) -> int:
     for ch in "/".join(map(str, parts)).encode():
         h = (h * 131 + ch) % (1 << 63)
     return h
+
+
+def pow10(k) -> np.ndarray:
+    """``10.0 ** k`` for integer k, correctly rounded by exact rational arithmetic: case
+    inputs must not depend on the CPU's SIMD ``pow`` (NumPy dispatches float64 power to
+    different code on AVX-512 and AVX2 machines, 1 ulp apart)."""
+    k = np.asarray(k)
+    return np.array([float(Fraction(10) ** int(e)) for e in k.ravel()]).reshape(k.shape)
 
 
 def into(values: np.ndarray, kind: str) -> Operand:

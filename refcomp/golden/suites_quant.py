@@ -16,7 +16,7 @@ import numpy as np
 
 from ..formats.intformat import FixedFormat, int_format
 from .compute_quant import int_operand
-from .suites import DETERMINISTIC, _seed, into, make, suite
+from .suites import DETERMINISTIC, _seed, into, make, pow10, suite
 
 __all__ = ["integer_suite", "requant_suite", "affine_suite"]
 
@@ -155,7 +155,7 @@ def requant_suite():
         d = np.concatenate([2.0 ** np.arange(-40, 20, dtype=np.float64),
                             np.nextafter(1.0, 0.0) * 2.0 ** np.arange(-5, 5),
                             (1 + 2.0 ** -32) * 2.0 ** np.arange(-5, 5), [0.0, 5e-324],
-                            np.exp(rng.uniform(-30, 12, 200))])
+                            np.ldexp(rng.uniform(1.0, 2.0, 200), rng.integers(-44, 17, 200))])
         cases.append(make(f"requant/quantize_multiplier/{rounding}", "quantize_multiplier",
                           {"rounding": rounding}, {"d": into(d, "float64")}))
     return cases
@@ -278,7 +278,7 @@ def block_suite():
                           {"fmt": name, "axis": 0}, {"x": x}))
         cases.append(make(f"block/{name}/floor/ocp-mx-1.0/stochastic", "quantize_block",
                           {"fmt": name, "rounding": "stochastic", "seed": 4}, {"x": x}))
-        x64 = into(rng.standard_normal((4, 64)) * 10.0 ** rng.integers(-300, 300, (4, 1)),
+        x64 = into(rng.standard_normal((4, 64)) * pow10(rng.integers(-300, 300, (4, 1))),
                    "float64")
         cases.append(make(f"block/{name}/floor/ocp-mx-1.0/float64", "quantize_block",
                           {"fmt": name}, {"x": x64}))
@@ -298,7 +298,7 @@ def block_suite():
                           {"fmt": f"bfp{bits}", "block_size": 16, "rounding": "nearest",
                            "convention": "qpytorch-0.2"}, {"x": xq}))
     rng = np.random.default_rng(_seed("block", "nvfp4"))
-    nv = (rng.standard_normal((16, 64)) * 10.0 ** rng.integers(-6, 6, (16, 1)))
+    nv = (rng.standard_normal((16, 64)) * pow10(rng.integers(-6, 6, (16, 1))))
     nv[3, :16] = 0.0
     x = into(nv, "float32")
     for level in ("amax", "none", 0.1875):

@@ -68,9 +68,10 @@ def mm(A, B, model: AccumulationModel, C=None, c_fmt=None, scale=1.0, rng=None):
         _holds(c_fmt, model.result_format)
     if model.order is Order.BLAS:                  # ops.accum._blas without the copies
         dt = carrier(model)
-        D = np.matmul(np.asarray(A, dt), np.asarray(B, dt))
-        if fused:
-            D += np.asarray(C, dt)
+        with np.errstate(all="ignore"):               # IEEE results: inf, NaN, underflow
+            D = np.matmul(np.asarray(A, dt), np.asarray(B, dt))
+            if fused:
+                D += np.asarray(C, dt)
         if model.output is not None:
             D = round_to(D, model.output, model.output_rounding)
     else:

@@ -193,9 +193,10 @@ def _blas(A, B, C, m):
     """Order 'blas': NumPy's sgemm / dgemm (exact conversions of the checked inputs), then
     rnd_acc(gemm + C) in the same IEEE type."""
     dt = np.float32 if m.acc.name == "float32" else np.float64
-    s = np.matmul(A.astype(dt), B.astype(dt))
-    if C is not None:
-        s = s + np.asarray(C).astype(dt)
+    with np.errstate(all="ignore"):                   # IEEE results: inf, NaN, underflow
+        s = np.matmul(A.astype(dt), B.astype(dt))
+        if C is not None:
+            s = s + np.asarray(C).astype(dt)
     return s.astype(np.float64)
 
 
