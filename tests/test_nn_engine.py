@@ -243,3 +243,39 @@ def test_optimizer_native_float32_path_equals_refcomp_ops():
             root = _aten._sqrt(np.abs(a), _aten._F32)
         assert np.array_equal(fast, rc.ops.fma(a, b, c, "float32"), equal_nan=True)
         assert np.array_equal(root, rc.ops.sqrt(np.abs(a), "float32"), equal_nan=True)
+
+
+def test_relu_kernels_equal_their_numpy_twins():
+    """Numba relu forward / backward against the NumPy specification, bit for bit (signed
+    zeros, infinities, subnormals)."""
+    rng = np.random.default_rng(10)
+    x = np.concatenate([rng.standard_normal(5000), [0.0, -0.0, np.inf, -np.inf, 5e-324,
+                                                    -5e-324]])
+    dy = np.concatenate([rng.standard_normal(5000), [-1.0, -0.0, 2.0, -3.0, np.nan, -0.0]])
+    with _jit.use_jit(False):
+        y0, c0 = nn.relu_forward(x, "fp64")
+        d0, _ = nn.relu_backward(dy, c0)
+    with _jit.use_jit(True):
+        y1, c1 = nn.relu_forward(x, "fp64")
+        d1, _ = nn.relu_backward(dy, c1)
+    assert np.array_equal(y0.view(np.uint64), y1.view(np.uint64))
+    assert np.array_equal(d0.view(np.uint64), d1.view(np.uint64))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=(2, 3), stride=1, dilation=2)])
+def test_max_pool_kernel_equals_its_numpy_twin(kw):
+    """The Numba max-pool kernel and the NumPy loop agree on values and on the
+    first-maximum index, with many ties (small integers) and signed zeros."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, (3, 2, 7, 8)).astype(np.float64)
+    x[x == 0] = rng.choice([0.0, -0.0], int((x == 0).sum()))
+    dy = rng.standard_normal(nn.max_pool2d_forward(x, "fp64", **kw)[0].shape)
+    out = []
+    for flag in (False, True):
+        with _jit.use_jit(flag):
+            y, c = nn.max_pool2d_forward(x, "fp64", **kw)
+            out.append((y, c.index, nn.max_pool2d_backward(dy, c)[0]))
+    for a, b in zip(*out):
+        assert np.array_equal(np.asarray(a).view(np.uint64) if a.dtype == np.float64 else a,
+                              np.asarray(b).view(np.uint64) if b.dtype == np.float64 else b)

@@ -67,13 +67,32 @@ def relu_forward(x, policy, rng=None, name="relu"):
     [0.0, 2.0]
     """
     p, x = _prep(x, policy, name, rng)
-    y = np.where(x > 0, x, 0.0)
+    if not _jit.enabled():
+        y = _relu_spec(x)
+    else:
+        from .._jit.nn_kernels import relu_flat
+        y = relu_flat(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
     return y, ActCache(y, None, p)
+
+
+def _relu_spec(x):
+    """NumPy twin of the relu kernel."""
+    return np.where(x > 0, x, 0.0)
+
+
+def _relu_grad_spec(y, dy):
+    """NumPy twin of the relu backward kernel."""
+    return np.where(y > 0, dy, 0.0)
 
 
 def relu_backward(dy, cache: ActCache, rng=None):
     """dx = dy where y > 0, else +0 (torch's threshold_backward on the output)."""
-    return np.where(cache.saved > 0, np.asarray(dy, np.float64), 0.0), ()
+    dy = np.asarray(dy, np.float64)
+    if not _jit.enabled():
+        return _relu_grad_spec(cache.saved, dy), ()
+    from .._jit.nn_kernels import relu_grad_flat
+    y = np.ascontiguousarray(cache.saved).reshape(-1)
+    return relu_grad_flat(y, np.ascontiguousarray(dy).reshape(-1)).reshape(dy.shape), ()
 
 
 def leaky_relu_forward(x, policy, negative_slope=0.01, rng=None, name="leaky_relu"):

@@ -110,12 +110,14 @@ def linear_backward(dy, cache: LinearCache, rng=None, need_dx=True):
     dy2 = dy.reshape(-1, D_out)                                       # (N, D_out)
     gi, gw = p.grad_input, p.grad_weight
     dx = None
+    d = None
     if need_dx:
         w_op, s_w = _reoperand(cache.wq, cache.sw, gi.inputs_b, p, rng)
         d, sd = operand(dy2, p.gradients, gi.inputs, p, rng, carrier(gi))
         dx = mm(d, w_op, gi, scale=sd * s_w, rng=rng)
         dx = p.gradients.round(dx, rng).reshape(cache.lead + (w_op.shape[1],))
-    d, sd = operand(dy2, p.gradients, gw.inputs, p, rng, carrier(gw))
+    if d is None or (gw.inputs, carrier(gw)) != (gi.inputs, carrier(gi)):
+        d, sd = operand(dy2, p.gradients, gw.inputs, p, rng, carrier(gw))
     x_op, s_x = _reoperand(cache.xq, cache.sx, gw.inputs_b, p, rng)
     dw = p.gradients.round(mm(d.T, x_op, gw, scale=sd * s_x, rng=rng), rng)
     db = None
@@ -210,7 +212,8 @@ def conv2d_forward(x, w, b, policy, stride=1, padding=0, dilation=1, groups=1, r
     wq, sw = operand(w, p.weights, m.inputs_b, p, rng, carrier(m))
     parts = [im2col(xq[:, g * Cg:(g + 1) * Cg], (R, S), st, pd, dl) for g in range(groups)]
     Ho, Wo = parts[0][1]
-    cols = np.stack([c for c, _ in parts])                    # (G, N, Ho*Wo, Cg*R*S)
+    cols = parts[0][0][None] if groups == 1 else \
+        np.stack([c for c, _ in parts])                       # (G, N, Ho*Wo, Cg*R*S)
     Og = O // groups
     bq = None if b is None else p.weights.round(check_array(b, name, "bias", ndim=1), rng)
     if bq is not None:
@@ -263,8 +266,10 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     G = cache.groups
     Og = O // G
     gi, gw = p.grad_input, p.grad_weight
-    # weight gradient and bias gradient
+    # weight gradient and bias gradient (dy as an operand of each model: once when the
+    # two backward models take the same operand format)
     d, sd = operand(dy, p.gradients, gw.inputs, p, rng, carrier(gw))
+    d_gw = (d, sd)
     cols, s_x = cache.cols, cache.sx
     if not _forward_fits(p, gw.inputs_b):
         cols, s_x = operand(np.asarray(cols, np.float64) / s_x, p.activations, gw.inputs_b,
@@ -283,7 +288,8 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     if not need_dx:
         return None, (dw, db)
     # input gradient: transposed convolution as one GEMM per group
-    d, sd = operand(dy, p.gradients, gi.inputs, p, rng, carrier(gi))
+    d, sd = d_gw if (gw.inputs, carrier(gw)) == (gi.inputs, carrier(gi)) else \
+        operand(dy, p.gradients, gi.inputs, p, rng, carrier(gi))
     wq, s_w = cache.wq, cache.sw
     if not _forward_fits(p, gi.inputs_b):
         wq, s_w = operand(np.asarray(wq, np.float64) / s_w, p.weights, gi.inputs_b, p, rng,

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _jit
 from ..ops.conv import _pair
 from ._check import check_array
 from .policy import Policy, get_policy
@@ -71,6 +72,22 @@ def _gather(x, hi, wi, fill):
         inside.reshape(*hi.shape[:2], -1)
 
 
+def _max_taps(xp, R, S, st, dl, Ho, Wo):
+    """NumPy twin of the max-pool kernel: window maxima and first-maximum tap indices."""
+    y = k = None
+    for j in range(R * S):                          # taps in (r, s) scan order
+        r, s = divmod(j, S)
+        v = xp[:, :, r * dl[0]:r * dl[0] + st[0] * (Ho - 1) + 1:st[0],
+               s * dl[1]:s * dl[1] + st[1] * (Wo - 1) + 1:st[1]]    # (N, C, Ho, Wo)
+        if y is None:
+            y, k = v.copy(), np.zeros(v.shape, np.int64)
+        else:
+            gt = v > y                              # strictly greater: the first max stays
+            y = np.where(gt, v, y)
+            k = np.where(gt, j, k)
+    return y, k
+
+
 def max_pool2d_forward(x, policy, kernel_size, stride=None, padding=0, dilation=1,
                        ceil_mode=False, rng=None, name="max_pool2d"):
     """Max over each window (padding is -inf).  Returns (y (N, C, Ho, Wo), PoolCache).
@@ -85,17 +102,12 @@ def max_pool2d_forward(x, policy, kernel_size, stride=None, padding=0, dilation=
                                          ceil_mode, name)
     xp = x if pd == (0, 0) else np.pad(x, ((0, 0), (0, 0), (pd[0], pd[0]), (pd[1], pd[1])),
                                        constant_values=-np.inf)
-    y = k = None
-    for j in range(R * S):                          # taps in (r, s) scan order
-        r, s = divmod(j, S)
-        v = xp[:, :, r * dl[0]:r * dl[0] + st[0] * (Ho - 1) + 1:st[0],
-               s * dl[1]:s * dl[1] + st[1] * (Wo - 1) + 1:st[1]]    # (N, C, Ho, Wo)
-        if y is None:
-            y, k = v.copy(), np.zeros(v.shape, np.int64)
-        else:
-            gt = v > y                              # strictly greater: the first max stays
-            y = np.where(gt, v, y)
-            k = np.where(gt, j, k)
+    if _jit.enabled():
+        from .._jit.nn_kernels import max_pool_taps
+        y, k = max_pool_taps(np.ascontiguousarray(xp), R, S, st[0], st[1], dl[0], dl[1],
+                             Ho, Wo)
+    else:
+        y, k = _max_taps(xp, R, S, st, dl, Ho, Wo)
     r, s = np.divmod(k, S)
     row = (np.arange(Ho) * st[0] - pd[0])[:, None] + r * dl[0]  # (N, C, Ho, Wo)
     col = (np.arange(Wo) * st[1] - pd[1])[None, :] + s * dl[1]
