@@ -279,3 +279,45 @@ def test_max_pool_kernel_equals_its_numpy_twin(kw):
     for a, b in zip(*out):
         assert np.array_equal(np.asarray(a).view(np.uint64) if a.dtype == np.float64 else a,
                               np.asarray(b).view(np.uint64) if b.dtype == np.float64 else b)
+
+
+class _RecordingScaler:
+    """A loss-scaling hook that records what the training step tells it."""
+
+    def __init__(self, scale):
+        self.scale, self.seen = scale, []
+
+    def update(self, found_inf):
+        self.seen.append(found_inf)
+
+
+def test_loss_scaling_hook_unscales_and_skips_on_overflow():
+    """fp16-mixed: with scale S the first gradient is dloss = S (rounded into fp16 with
+    everything after it) and the master gradients are rnd32(g * rnd32(1/S)); an overflowing
+    scale makes a gradient infinite, the step is skipped and the hook is told."""
+    from refcomp.nn.optim import SGD
+    rng = np.random.default_rng(12)
+    model = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.ReLU(), nn.Linear(16, 4, rng=rng))
+    x, y = rng.standard_normal((6, 8)), rng.integers(0, 4, 6)
+    loss = (nn.cross_entropy_forward, nn.cross_entropy_backward)
+    nn.prepare(model, "fp16-mixed")
+    before = model.named_parameters()
+    # the same backward by hand, with dloss = S
+    S = 1024.0
+    yy, cache = model.forward(x, "fp16-mixed")
+    dy = nn.cross_entropy_backward(S, nn.cross_entropy_forward(yy, y, "fp16-mixed")[1])[0]
+    want = {k: rc.cast(g * rc.cast(1.0 / S, "float32"), "float32")
+            for k, g in model.backward(dy, cache, need_dx=False)[1].items()}
+    hook = _RecordingScaler(S)
+    r = nn.train_step(model, x, y, loss, SGD(lr=0.1), "fp16-mixed", scaler=hook)
+    assert hook.seen == [False] and not r.found_inf and r.scale == S
+    for k, g in want.items():
+        assert np.array_equal(r.grads[k], g), k
+    assert any(not np.array_equal(before[k], v) for k, v in model.named_parameters().items())
+    # an overflowing scale: inf gradients, no update
+    before = model.named_parameters()
+    hook = _RecordingScaler(2.0 ** 40)
+    r = nn.train_step(model, x, y, loss, SGD(lr=0.1), "fp16-mixed", scaler=hook)
+    assert r.found_inf and hook.seen == [True]
+    for k, v in model.named_parameters().items():
+        assert np.array_equal(before[k], v), k
