@@ -75,3 +75,12 @@ def max_pool_taps(xp, R, S, sh, sw, dh, dw, Ho, Wo):
                     y[n, c, i, j] = best
                     k[n, c, i, j] = arg
     return y, k
+
+
+@njit(cache=CACHE)
+def fma32_scalar_flat(a, b, c):
+    """fma(a, b[i], c[i]) rounded once to float32 for a float32 scalar a."""
+    out = np.empty_like(c)
+    for i in range(c.size):
+        out[i] = fma_native(a, b[i], c[i])
+    return out

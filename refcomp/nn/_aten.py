@@ -97,12 +97,17 @@ def _native(fmt) -> bool:
     """Whether the float32 native path applies: NumPy's float32 +, -, *, /, sqrt are the
     IEEE operations rounded to nearest-even (the x86 SSE instructions refcomp's default
     profile models) and the fused multiply-add is the FMA instruction; with JIT disabled
-    every op runs refcomp.ops, the specification (tests compare the two bit for bit)."""
+    every op runs refcomp.ops, the specification (tests compare the two bit for bit).
+    Native ops take and return float32 arrays, so a step converts its tensors once; the
+    steps return float64."""
     return fmt == _F32 and _jit.enabled()
 
 
 def _f32(x):
-    return np.asarray(x, np.float64).astype(np.float32)
+    """x as float32 (values of float32: exact); float32 arrays pass through."""
+    x = np.asarray(x)
+    return x if x.dtype == np.float32 else \
+        x.astype(np.float64, copy=False).astype(np.float32)
 
 
 def _binary(name, a, b, fmt):
@@ -110,14 +115,14 @@ def _binary(name, a, b, fmt):
         return getattr(ops, name)(a, b, fmt)
     with np.errstate(all="ignore"):                   # IEEE results: inf, NaN, underflow
         return getattr(np, {"add": "add", "sub": "subtract", "mul": "multiply",
-                            "div": "divide"}[name])(_f32(a), _f32(b)).astype(np.float64)
+                            "div": "divide"}[name])(_f32(a), _f32(b))
 
 
 def _sqrt(a, fmt):
     if not _native(fmt):
         return ops.sqrt(a, fmt)
     with np.errstate(all="ignore"):
-        return np.sqrt(_f32(a)).astype(np.float64)
+        return np.sqrt(_f32(a))
 
 
 def _fma(a, b, c, fmt):
@@ -125,9 +130,13 @@ def _fma(a, b, c, fmt):
         return ops.fma(a, b, c, fmt)
     from .._jit.nn_kernels import fma32_flat
     a, b, c = _f32(a), _f32(b), _f32(c)
+    if a.ndim == 0 and b.shape == c.shape:            # the usual x.add(y, alpha=a)
+        from .._jit.nn_kernels import fma32_scalar_flat
+        return fma32_scalar_flat(a[()], np.ascontiguousarray(b).reshape(-1),
+                                 np.ascontiguousarray(c).reshape(-1)).reshape(c.shape)
     shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
     flat = [np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b, c)]
-    return fma32_flat(*flat).reshape(shape).astype(np.float64)
+    return fma32_flat(*flat).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -152,8 +161,9 @@ class _Kernels:
         return cls(f, s, _opmath(f, s), cpu)
 
     def r(self, v, out):                              # opmath value -> out format
-        v = np.asarray(v, np.float64)
-        return v if out == self.op else np.asarray(cast(v, out), np.float64)
+        if out == self.op:                            # (float32 arrays on the native path)
+            return np.asarray(v)
+        return np.asarray(cast(np.asarray(v, np.float64), out), np.float64)
 
     def s(self, x) -> float:                          # Python scalar -> opmath
         return float(round_to(float(x), self.op))
@@ -214,8 +224,13 @@ def _values(x, fmt, what) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{what} must hold real numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    bad = (round_to(a, fmt) != a) & ~np.isnan(a)
+    if _native(fmt):                                  # keep float32 through the step
+        a32 = _f32(a) if a.dtype != np.float32 else a
+        bad = (a32 != a) & ~np.isnan(a)
+        a = a32
+    else:
+        a = a.astype(np.float64)
+        bad = (round_to(a, fmt) != a) & ~np.isnan(a)
     if bad.any():
         i = tuple(int(j) for j in np.argwhere(bad)[0])
         raise ValueError(f"{what}[{i}] = {float(a[i])!r} is not a {fmt.name} value")

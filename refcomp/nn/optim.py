@@ -47,6 +47,11 @@ _F32 = catalog.get("float32")
 _F64 = catalog.get("float64")
 
 
+def _f64(x):
+    """A step's result as float64 values (None stays None)."""
+    return None if x is None else np.asarray(x, np.float64)
+
+
 class SGDState(NamedTuple):
     """SGD state: torch's ``momentum_buffer`` (None until the first step with momentum) and
     the Kahan compensation (None unless ``update="kahan"``), in their formats."""
@@ -135,7 +140,7 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=Fa
         g = k.add_alpha(g, buf, momentum, k.mix) if nesterov else buf
     p, comp = _write(k, p, state.compensation, u, rng, alpha=-lr, g=g,
                      common=k.fmt if momentum == 0 else k.mix)
-    return p, SGDState(buf, comp)
+    return _f64(p), SGDState(_f64(buf), _f64(comp))
 
 
 sgd_step.__doc__ = f"""One SGD step, torch 2.13 ``_single_tensor_sgd``.
@@ -204,7 +209,7 @@ def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                     eps, k.state)
     t = ops.div(ops.mul(k.s(-step_size), m, k.op), denom, k.op)   # addcdiv's increment
     p, comp = _write(k, p, state.compensation, u, rng, t=np.asarray(t, np.float64))
-    return p, AdamState(step, m, v, vmax, comp)
+    return _f64(p), AdamState(step, _f64(m), _f64(v), _f64(vmax), _f64(comp))
 
 
 adam_step.__doc__ = f"""One Adam (``decoupled=True``: AdamW) step, torch 2.13 ``_single_tensor_adam``.
