@@ -321,3 +321,27 @@ def test_loss_scaling_hook_unscales_and_skips_on_overflow():
     assert r.found_inf and hook.seen == [True]
     for k, v in model.named_parameters().items():
         assert np.array_equal(before[k], v), k
+
+
+@pytest.mark.parametrize("name", list(nn.POLICIES))
+def test_every_preset_trains_a_conv_bn_model(name):
+    """One Adam step of a grouped-conv / batch-norm / pool / linear model under every
+    preset: the master copy holds values of the master format, the gradients values of
+    the gradient format, and the step changed the weights."""
+    r = np.random.default_rng(13)
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, groups=2, rng=r), nn.BatchNorm2d(4),
+                      nn.ReLU(), nn.MaxPool2d(kernel_size=2), nn.Flatten(),
+                      nn.Linear(16, 3, rng=r))
+    x, y = r.standard_normal((4, 2, 4, 4)), r.integers(0, 3, 4)
+    p = nn.get_policy(name)
+    opt = nn.make_optimizer("adam", p, lr=1e-3, rng=np.random.default_rng(1))
+    nn.prepare(m, p)
+    before = m.named_parameters()
+    res = nn.train_step(m, x, y, (nn.cross_entropy_forward, nn.cross_entropy_backward), opt,
+                        p, rng=np.random.default_rng(2))
+    assert np.isfinite(res.loss) and not res.found_inf
+    fmt = p.master_spec.format.name
+    for k, v in m.named_parameters().items():
+        assert np.array_equal(rc.cast(v, fmt), v), k
+        assert np.array_equal(rc.cast(res.grads[k], fmt), res.grads[k]), k
+    assert any(not np.array_equal(before[k], v) for k, v in m.named_parameters().items())
