@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchlib import ROOT  # noqa: E402
-from nn_formats import mlp  # noqa: E402
+from nn_formats import mlp, plot_panels  # noqa: E402
 from refcomp import nn  # noqa: E402
 
 POLICIES = [("float32", "fp32"), ("bf16, nearest", "bf16-pure"),
@@ -77,22 +77,9 @@ def main(argv=None):
     for lr, label, pol, loss, acc, lost in rows:
         md.append(f"| {lr:g} | {label} | `{pol}` | {loss:.4f} | {acc:.4f} | {lost:.3f} |")
     (out / "nn-bf16-updates.md").write_text("\n".join(md) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, lr in zip(axes, (0.1, 0.01)):
-        for label, _ in POLICIES:
-            loss = curves[(lr, label)]
-            ax.plot(range(1, len(loss) + 1), loss, label=label)
-        ax.set_title(f"SGD lr {lr:g}")
-        ax.set_xlabel("epoch")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("train loss")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "nn-bf16-updates.png", dpi=110)
+    plot_panels(out / "nn-bf16-updates.png",
+                [(f"SGD lr {lr:g}", {label: curves[(lr, label)] for label, _ in POLICIES})
+                 for lr in (0.1, 0.01)], "train loss", logy=True)
     print(f"wrote {out / 'nn-bf16-updates.md'} and nn-bf16-updates.png")
 
 

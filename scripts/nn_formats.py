@@ -56,6 +56,26 @@ def run(make, flat, policy, epochs, seed=0):
     return hist, elapsed, n_params, memory
 
 
+def plot_panels(path, panels, ylabel, logy=False):
+    """One subplot per (title, {label: per-epoch values}) panel, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (title, lines) in zip(axes, panels):
+        for label, values in lines.items():
+            ax.plot(range(1, len(values) + 1), values, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -86,21 +106,11 @@ def main(argv=None):
         md.append(f"| {net} | {label} | `{pol}` | {n} | {mem / 1024:.1f} | {acc:.4f} | "
                   f"{loss:.4f} | {secs:.1f} |")
     (out / "nn-formats.md").write_text("\n".join(md) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, net in zip(axes, ("MLP 64-128-64-10", "CNN 2x(conv3x3+pool)")):
-        for label, _ in POLICIES:
-            acc = curves[(net, label)]
-            ax.plot(range(1, len(acc) + 1), acc, label=label)
-        ax.set_title(net)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "nn-formats.png", dpi=110)
+    plot_panels(out / "nn-formats.png", [(net, {label: curves[(net, label)]
+                                                for label, _ in POLICIES})
+                                          for net in ("MLP 64-128-64-10",
+                                                      "CNN 2x(conv3x3+pool)")],
+                "test accuracy")
     print(f"wrote {out / 'nn-formats.md'} and nn-formats.png")
 
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ..ops.accum import _blas
 from ..ops.accum import matmul as _matmul
 from ..ops.accum_model import AccumulationModel, Order
 from .policy import Policy, Scaling, TensorSpec, round_to
@@ -66,18 +67,14 @@ def mm(A, B, model: AccumulationModel, C=None, c_fmt=None, scale=1.0, rng=None):
     once into the role's format."""
     fused = C is not None and scale == 1.0 and c_fmt is not None and \
         _holds(c_fmt, model.result_format)
-    if model.order is Order.BLAS:                  # ops.accum._blas without the copies
-        dt = carrier(model)
-        with np.errstate(all="ignore"):               # IEEE results: inf, NaN, underflow
-            D = np.matmul(np.asarray(A, dt), np.asarray(B, dt))
-            if fused:
-                D += np.asarray(C, dt)
+    if model.order is Order.BLAS:
+        D = _blas(A, B, C if fused else None, model)
         if model.output is not None:
             D = round_to(D, model.output, model.output_rounding)
     else:
         D = _matmul(A, B, model, C=C if fused else None, rng=rng)
-    if scale != 1.0:
-        D = D / scale
-    if C is not None and not fused:
-        D = D + C
+    if scale != 1.0 or (C is not None and not fused):     # in float64: exact division
+        D = np.asarray(D, np.float64) / scale
+        if C is not None and not fused:
+            D = D + C
     return D

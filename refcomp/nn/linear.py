@@ -11,13 +11,14 @@ so that every gradient element is a single reduction of the ``grad_input`` model
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
 from ..ops.conv import _pair, im2col
 from ._check import check_array, check_shape
-from ._mm import carrier, mm, operand
+from ._mm import _holds, carrier, mm, operand
 from .policy import Policy, get_policy
 
 __all__ = ["LinearCache", "linear_forward", "linear_backward", "Conv2dCache",
@@ -112,13 +113,13 @@ def linear_backward(dy, cache: LinearCache, rng=None, need_dx=True):
     dx = None
     d = None
     if need_dx:
-        w_op, s_w = _reoperand(cache.wq, cache.sw, gi.inputs_b, p, rng)
+        w_op, s_w = _reoperand(cache.wq, cache.sw, gi, p.weights, p, rng)
         d, sd = operand(dy2, p.gradients, gi.inputs, p, rng, carrier(gi))
         dx = mm(d, w_op, gi, scale=sd * s_w, rng=rng)
         dx = p.gradients.round(dx, rng).reshape(cache.lead + (w_op.shape[1],))
     if d is None or (gw.inputs, carrier(gw)) != (gi.inputs, carrier(gi)):
         d, sd = operand(dy2, p.gradients, gw.inputs, p, rng, carrier(gw))
-    x_op, s_x = _reoperand(cache.xq, cache.sx, gw.inputs_b, p, rng)
+    x_op, s_x = _reoperand(cache.xq, cache.sx, gw, p.activations, p, rng)
     dw = p.gradients.round(mm(d.T, x_op, gw, scale=sd * s_x, rng=rng), rng)
     db = None
     if cache.has_bias:
@@ -131,19 +132,18 @@ def _ones_model(model):
     """The grad_weight model with dy as its B operand (the ones are exact anywhere)."""
     if model.inputs == model.inputs_b:
         return model
-    from dataclasses import replace
     return replace(model, name=model.name + "-bias", inputs=model.inputs_b,
                    inputs_b=model.inputs)
 
 
-def _reoperand(q, s, fmt, p, rng):
-    """A cached forward operand as an operand of format fmt for a backward matmul: kept
-    (with its scale) when fmt holds its values, else re-rounded from its value q / s."""
-    from ._mm import _holds
-    if all(_holds(f, fmt) for f in (p.forward.inputs, p.forward.inputs_b)):
+def _reoperand(q, s, model, role, p, rng):
+    """A cached forward operand (x or w, of `role`) as the B operand of a backward model:
+    kept (with its scale) when the model's B format holds the forward operands' values,
+    else re-rounded from its value q / s."""
+    if _forward_fits(p, model.inputs_b):
         return q, s
-    v = np.asarray(q, np.float64) / s
-    return operand(v, p.activations, fmt, p, rng)
+    return operand(np.asarray(q, np.float64) / s, role, model.inputs_b, p, rng,
+                   carrier(model))
 
 
 # --------------------------------------------------------------------------- conv2d
@@ -270,10 +270,7 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     # two backward models take the same operand format)
     d, sd = operand(dy, p.gradients, gw.inputs, p, rng, carrier(gw))
     d_gw = (d, sd)
-    cols, s_x = cache.cols, cache.sx
-    if not _forward_fits(p, gw.inputs_b):
-        cols, s_x = operand(np.asarray(cols, np.float64) / s_x, p.activations, gw.inputs_b,
-                            p, rng, carrier(gw))
+    cols, s_x = _reoperand(cache.cols, cache.sx, gw, p.activations, p, rng)
     dw = np.empty((O, Cg * R * S))
     for g in range(G):
         Dg = d[:, g * Og:(g + 1) * Og].transpose(0, 2, 3, 1).reshape(-1, Og)   # (N*Ho*Wo, Og)
@@ -290,10 +287,7 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     # input gradient: transposed convolution as one GEMM per group
     d, sd = d_gw if (gw.inputs, carrier(gw)) == (gi.inputs, carrier(gi)) else \
         operand(dy, p.gradients, gi.inputs, p, rng, carrier(gi))
-    wq, s_w = cache.wq, cache.sw
-    if not _forward_fits(p, gi.inputs_b):
-        wq, s_w = operand(np.asarray(wq, np.float64) / s_w, p.weights, gi.inputs_b, p, rng,
-                          carrier(gi))
+    wq, s_w = _reoperand(cache.wq, cache.sw, gi, p.weights, p, rng)
     Z = _dilated_dy(d, H, W, R, S, cache.stride, cache.padding, cache.dilation)
     wt = wq[:, :, ::-1, ::-1]                                   # (O, Cg, R, S) flipped
     dx = np.empty((N, C, H * W))
@@ -308,5 +302,5 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
 
 
 def _forward_fits(p, fmt):
-    from ._mm import _holds
+    """Whether fmt holds the values of both forward operand formats."""
     return _holds(p.forward.inputs, fmt) and _holds(p.forward.inputs_b, fmt)

@@ -33,6 +33,12 @@ def _need_rng(rng, what):
                          "no unseeded randomness")
 
 
+def _named(grads):
+    """A functional backward's (weight, bias) gradients under torch's parameter names
+    (absent ones -- no bias, no affine -- left out)."""
+    return {k: g for k, g in zip(("weight", "bias"), grads) if g is not None}
+
+
 class Module:
     """Base class: parameters, buffers, children, state_dict."""
 
@@ -143,11 +149,8 @@ class Linear(Module):
                                 rng=rng, name=self.name)
 
     def backward(self, dy, cache, rng=None, need_dx=True):
-        dx, (dw, db) = L.linear_backward(dy, cache, rng=rng, need_dx=need_dx)
-        g = {"weight": dw}
-        if db is not None:
-            g["bias"] = db
-        return dx, g
+        dx, grads = L.linear_backward(dy, cache, rng=rng, need_dx=need_dx)
+        return dx, _named(grads)
 
 
 class Conv2d(Module):
@@ -172,11 +175,8 @@ class Conv2d(Module):
                                 rng=rng, name=self.name, **self.conv)
 
     def backward(self, dy, cache, rng=None, need_dx=True):
-        dx, (dw, db) = L.conv2d_backward(dy, cache, rng=rng, need_dx=need_dx)
-        g = {"weight": dw}
-        if db is not None:
-            g["bias"] = db
-        return dx, g
+        dx, grads = L.conv2d_backward(dy, cache, rng=rng, need_dx=need_dx)
+        return dx, _named(grads)
 
 
 class BatchNorm2d(Module):
@@ -208,8 +208,8 @@ class BatchNorm2d(Module):
         return y, cache
 
     def backward(self, dy, cache, rng=None, need_dx=True):
-        dx, (dg, db) = Nm.batchnorm_backward(dy, cache, rng=rng)
-        return dx, ({} if dg is None else {"weight": dg, "bias": db})
+        dx, grads = Nm.batchnorm_backward(dy, cache, rng=rng)
+        return dx, _named(grads)
 
 
 class BatchNorm1d(BatchNorm2d):
@@ -234,8 +234,8 @@ class LayerNorm(Module):
                                     name=self.name)
 
     def backward(self, dy, cache, rng=None, need_dx=True):
-        dx, (dg, db) = Nm.layernorm_backward(dy, cache, rng=rng)
-        return dx, ({} if dg is None else {"weight": dg, "bias": db})
+        dx, grads = Nm.layernorm_backward(dy, cache, rng=rng)
+        return dx, _named(grads)
 
 
 def _stateless(fname, f, b, doc, **defaults):

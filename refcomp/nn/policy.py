@@ -206,6 +206,11 @@ class Policy:
 
 def _presets():
     bf = TensorSpec("bfloat16")
+    pure = Policy("bf16-pure", bf, bf, bf, "bf16-fp32acc-blas", "bf16-fp32acc-blas",
+                  "bf16-fp32acc-blas", optimizer_state="bfloat16",
+                  source="pure bf16: weights, optimizer state and update in bf16, updates "
+                         "rounded to nearest (Zamirai et al., 'Revisiting BFloat16 "
+                         "Training', 2020, the baseline)")
     rows = [
         Policy("fp64", "float64", "float64", "float64", "fp64-blas", "fp64-blas", "fp64-blas",
                optimizer_state="float64",
@@ -230,17 +235,12 @@ def _presets():
                source="fp16 compute with fp32 master weights and a static loss scale of "
                       "2**10 (pass a dynamic scaler to the training step to replace it); "
                       "Micikevicius et al., 'Mixed Precision Training', ICLR 2018"),
-        Policy("bf16-pure", bf, bf, bf, "bf16-fp32acc-blas", "bf16-fp32acc-blas",
-               "bf16-fp32acc-blas", optimizer_state="bfloat16",
-               source="pure bf16: weights, optimizer state and update in bf16, updates "
-                      "rounded to nearest (Zamirai et al., 'Revisiting BFloat16 Training', "
-                      "2020, the baseline)"),
-        Policy("bf16-pure-sr", bf, bf, bf, "bf16-fp32acc-blas", "bf16-fp32acc-blas",
-               "bf16-fp32acc-blas", optimizer_state="bfloat16", update="stochastic",
-               source="pure bf16 with stochastically rounded updates (Zamirai et al. 2020)"),
-        Policy("bf16-pure-kahan", bf, bf, bf, "bf16-fp32acc-blas", "bf16-fp32acc-blas",
-               "bf16-fp32acc-blas", optimizer_state="bfloat16", update="kahan",
-               source="pure bf16 with Kahan-compensated updates (Zamirai et al. 2020)"),
+        pure,
+        pure.with_(name="bf16-pure-sr", update="stochastic",
+                   source="pure bf16 with stochastically rounded updates (Zamirai et al. "
+                          "2020)"),
+        pure.with_(name="bf16-pure-kahan", update="kahan",
+                   source="pure bf16 with Kahan-compensated updates (Zamirai et al. 2020)"),
         Policy("fp8", bf, bf, bf, "e4m3-fp32acc-blas", "e5m2xe4m3-fp32acc-blas",
                "e5m2xe4m3-fp32acc-blas", master="float32", scaling="per_tensor",
                source="fp8 matmuls: e4m3 forward operands, e5m2 gradients, per-tensor "

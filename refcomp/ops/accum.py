@@ -179,7 +179,7 @@ def _float_matmul(A, B, C, m, sa, sb, rng):
     M, K = A.shape
     N = B.shape[1]
     if m.order is Order.BLAS:
-        return _output(_blas(A, B, C, m), m)
+        return _output(np.asarray(_blas(A, B, C, m), np.float64), m)
     C = np.zeros((M, N)) if C is None else np.array(C, np.float64)
     if _jit.enabled() and not m.stochastic:
         from .._jit.accum_kernels import float_matmul
@@ -190,14 +190,15 @@ def _float_matmul(A, B, C, m, sa, sb, rng):
 
 
 def _blas(A, B, C, m):
-    """Order 'blas': NumPy's sgemm / dgemm (exact conversions of the checked inputs), then
-    rnd_acc(gemm + C) in the same IEEE type."""
+    """Order 'blas': NumPy's sgemm / dgemm (exact conversions of the checked inputs, none
+    when they already have the accumulator's dtype), then rnd_acc(gemm + C) in the same
+    IEEE type; returned in that dtype (float32 or float64)."""
     dt = np.float32 if m.acc.name == "float32" else np.float64
     with np.errstate(all="ignore"):                   # IEEE results: inf, NaN, underflow
-        s = np.matmul(A.astype(dt), B.astype(dt))
+        s = np.matmul(np.asarray(A, dt), np.asarray(B, dt))
         if C is not None:
-            s = s + np.asarray(C).astype(dt)
-    return s.astype(np.float64)
+            s += np.asarray(C, dt)
+    return s
 
 
 def _output(s, m):
