@@ -345,3 +345,121 @@ def test_every_preset_trains_a_conv_bn_model(name):
         assert np.array_equal(rc.cast(v, fmt), v), k
         assert np.array_equal(rc.cast(res.grads[k], fmt), res.grads[k]), k
     assert any(not np.array_equal(before[k], v) for k, v in m.named_parameters().items())
+
+
+# ------------------------------------------------------------ fast path: kernels, carriers
+def _im2col_oracle(x, kh, kw, st, pd, dl):
+    """Patches by the definition, one Python index computation per element."""
+    n, c, h, w = x.shape
+    ho = (h + 2 * pd[0] - dl[0] * (kh - 1) - 1) // st[0] + 1
+    wo = (w + 2 * pd[1] - dl[1] * (kw - 1) - 1) // st[1] + 1
+    out = np.zeros((n, ho * wo, c * kh * kw), x.dtype)
+    for b in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    for r in range(kh):
+                        for s in range(kw):
+                            hh = i * st[0] - pd[0] + r * dl[0]
+                            ww = j * st[1] - pd[1] + s * dl[1]
+                            if 0 <= hh < h and 0 <= ww < w:
+                                out[b, i * wo + j, (ch * kh + r) * kw + s] = x[b, ch, hh, ww]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [((3, 3), (1, 1), (1, 1), (1, 1)),
+                                  ((2, 3), (2, 1), (0, 1), (1, 2)),
+                                  ((3, 2), (1, 2), (1, 0), (2, 1)),
+                                  ((1, 1), (3, 3), (0, 0), (1, 1))])
+def test_im2col_kernel_and_twin_equal_the_definition(dtype, geom):
+    """The Numba im2col and its NumPy twin copy exactly the elements the definition names
+    (signed zeros included; padding is +0)."""
+    (kh, kw), st, pd, dl = geom
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    x[0, 0, 0, :3] = -0.0
+    want = _im2col_oracle(x, kh, kw, st, pd, dl)
+    for flag in (False, True):
+        with _jit.use_jit(flag):
+            got, _ = rc.ops.im2col(x, (kh, kw), st, pd, dl)
+        assert got.dtype == dtype
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), flag
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),
+                                dict(kernel_size=2, stride=2, padding=1),
+                                dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 1),
+                                     dilation=(2, 1)),
+                                dict(kernel_size=2)])
+def test_max_pool_windows_of_minus_inf_match_torch(kw):
+    """Windows whose input elements are all -inf (padding around them): torch's CPU kernel
+    never picks a padding position; its index and gradient go to the window's first input
+    element.  Kernel and twin against torch's values, indices and gradient."""
+    rng = np.random.default_rng(22)
+    x = rng.integers(-2, 3, (2, 2, 6, 7)).astype(np.float64)
+    x[:, :, :3, :4] = -np.inf
+    x[0, 1, 4:, 5:] = -np.inf
+    t = torch.tensor(x, requires_grad=True)
+    ty, tidx = torch.nn.functional.max_pool2d(t, return_indices=True, **kw)
+    dy = rng.standard_normal(ty.shape)
+    ty.backward(torch.tensor(dy))
+    for flag in (False, True):
+        with _jit.use_jit(flag):
+            y, c = nn.max_pool2d_forward(x, "fp64", **kw)
+            dx, _ = nn.max_pool2d_backward(dy, c)
+        assert np.array_equal(y, ty.detach().numpy())
+        assert np.array_equal(c.index, tidx.numpy())
+        assert np.array_equal(dx, t.grad.numpy())
+
+
+def _cnn(seed):
+    r = np.random.default_rng(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=r), nn.ReLU(),
+                         nn.MaxPool2d(kernel_size=2), nn.Conv2d(4, 6, 3, padding=1, rng=r),
+                         nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+                         nn.Flatten(), nn.Linear(24, 5, rng=r))
+
+
+def test_float32_carriers_follow_the_policy():
+    """Under fp32 the fast-path layers, the prepared parameters, the gradients and the
+    optimizer's results are float32 arrays; under fp64 and bf16-mixed activations they are
+    float64 (TensorSpec.carrier)."""
+    x, y = np.random.default_rng(23).standard_normal((4, 1, 4, 4)), np.arange(4) % 5
+    loss = (nn.cross_entropy_forward, nn.cross_entropy_backward)
+    for name, act, master in (("fp32", np.float32, np.float32),
+                              ("fp64", np.float64, np.float64),
+                              ("bf16-mixed", np.float64, np.float32)):
+        p = nn.get_policy(name)
+        assert (p.activations.carrier, p.master_spec.carrier) == (act, master)
+        m = nn.prepare(_cnn(1), p)
+        out, _ = m.forward(x, p)
+        assert out.dtype == act, name
+        r = nn.train_step(m, x, y, loss, nn.make_optimizer("sgd", p, lr=0.1, momentum=0.9), p)
+        for k, v in m.named_parameters().items():
+            assert v.dtype == master and r.grads[k].dtype == master, (name, k)
+
+
+def test_training_step_does_not_depend_on_carriers_or_jit():
+    """Three SGD-momentum steps of a conv / pool / linear model under fp32: float32-carried
+    parameters (prepare) and float64-carried ones (same values) reach bit-identical
+    parameters, with the Numba kernels (im2col, max-pool, scatter, relu, FMA) and with their
+    NumPy twins."""
+    x = np.random.default_rng(24).standard_normal((8, 1, 4, 4))
+    y = np.arange(8) % 5
+    loss = (nn.cross_entropy_forward, nn.cross_entropy_backward)
+    finals = []
+    for flag, carry64 in ((True, False), (True, True), (False, False)):
+        with _jit.use_jit(flag):
+            m = nn.prepare(_cnn(2), "fp32")
+            if carry64:
+                m.set_parameters({k: v.astype(np.float64)
+                                  for k, v in m.named_parameters().items()})
+            opt = nn.make_optimizer("sgd", "fp32", lr=0.1, momentum=0.9)
+            for _ in range(3):
+                nn.train_step(m, x, y, loss, opt, "fp32")
+            finals.append({k: np.asarray(v, np.float64)
+                           for k, v in m.named_parameters().items()})
+    for other in finals[1:]:
+        for k in finals[0]:
+            assert np.array_equal(finals[0][k].view(np.uint64), other[k].view(np.uint64)), k

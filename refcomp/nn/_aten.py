@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -86,6 +88,7 @@ class TorchCPU:
         return mask
 
 
+@lru_cache(maxsize=256)
 def _opmath(*fmts: FloatFormat) -> FloatFormat:
     """float32, or float64 when a format has values float32 lacks."""
     fits = all(f.precision <= 24 and f.emax <= 127 and f.min_subnormal >= 2.0 ** -149
@@ -139,6 +142,18 @@ def _fma(a, b, c, fmt):
     return fma32_flat(*flat).reshape(shape)
 
 
+def _scalar(x: float, fmt: FloatFormat) -> float:
+    """A Python float rounded to nearest-even into fmt (cached: the optimizers'
+    hyper-parameters repeat from step to step; the sign keys the cache too, as
+    ``-0.0 == 0.0``)."""
+    return _scalar_cached(x, math.copysign(1.0, x), fmt)
+
+
+@lru_cache(maxsize=4096)
+def _scalar_cached(x: float, sign: float, fmt: FloatFormat) -> float:
+    return float(round_to(x, fmt))
+
+
 @dataclass(frozen=True)
 class _Kernels:
     """The emulated ATen kernels for one parameter format, state format and CPU model."""
@@ -154,11 +169,11 @@ class _Kernels:
 
     @classmethod
     def make(cls, fmt, state_fmt, cpu):
-        f = catalog.get(fmt)
-        s = f if state_fmt is None else catalog.get(state_fmt)
         if cpu is not None and not isinstance(cpu, TorchCPU):
             raise TypeError(f"cpu must be a TorchCPU or None, got {cpu!r}")
-        return cls(f, s, _opmath(f, s), cpu)
+        f = catalog.get(fmt)
+        s = f if state_fmt is None else catalog.get(state_fmt)
+        return _kernels(cls, f, s, cpu)
 
     def r(self, v, out):                              # opmath value -> out format
         if out == self.op:                            # (float32 arrays on the native path)
@@ -166,7 +181,7 @@ class _Kernels:
         return np.asarray(cast(np.asarray(v, np.float64), out), np.float64)
 
     def s(self, x) -> float:                          # Python scalar -> opmath
-        return float(round_to(float(x), self.op))
+        return _scalar(float(x), self.op)
 
     def s_t(self, x, out) -> float:                   # Scalar.to<scalar_t>()
         return float(self.r(self.s(x), out))
@@ -220,12 +235,19 @@ class _Kernels:
         return p, g
 
 
+@lru_cache(maxsize=256)
+def _kernels(cls, f, s, cpu):
+    return cls(f, s, _opmath(f, s), cpu)
+
+
 def _values(x, fmt, what) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{what} must hold real numbers, got dtype {a.dtype}")
     if _native(fmt):                                  # keep float32 through the step
-        a32 = _f32(a) if a.dtype != np.float32 else a
+        if a.dtype == np.float32:                     # float32 values by construction
+            return a
+        a32 = _f32(a)
         bad = (a32 != a) & ~np.isnan(a)
         a = a32
     else:

@@ -42,10 +42,10 @@ def operand(x, role: TensorSpec, fmt, policy: Policy, rng=None, dtype=np.float64
     fmt.
 
     Without scaling, the role value rounded to nearest-even into fmt (nothing more to do
-    when fmt holds the role's format).  With per-tensor scaling, ``rnd_fmt(x * s)`` with saturation, s the
-    power-of-two :func:`pow2_scale`, so the product of the operands divided by the scales is
-    exact in float64.  The values are returned in `dtype` (:func:`carrier`: they are
-    exact there)."""
+    when fmt holds the role's format).  With per-tensor scaling, ``rnd_fmt(x * s)`` with
+    saturation, s the power-of-two :func:`pow2_scale`, so the product of the operands
+    divided by the scales is exact in float64.  The values are returned in `dtype`
+    (:func:`carrier`: they are exact there)."""
     scaled = policy.scaling is Scaling.PER_TENSOR
     holds = _holds(role.format, fmt)
     v = role.round(x, rng, dtype if holds and not scaled else np.float64)

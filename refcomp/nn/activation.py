@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _jit
-from ._check import check_array
+from ._check import check_array, values
 from .policy import Policy, get_policy
 
 __all__ = ["ActCache", "relu_forward", "relu_backward", "leaky_relu_forward",
@@ -66,7 +66,9 @@ def relu_forward(x, policy, rng=None, name="relu"):
     >>> relu_forward([-1.0, 2.0], "fp32")[0].tolist()
     [0.0, 2.0]
     """
-    p, x = _prep(x, policy, name, rng)
+    p = get_policy(policy)
+    x = p.activations.round(check_array(x, name, "x", keep32=True), rng,
+                            p.activations.carrier)
     if not _jit.enabled():
         y = _relu_spec(x)
     else:
@@ -87,7 +89,7 @@ def _relu_grad_spec(y, dy):
 
 def relu_backward(dy, cache: ActCache, rng=None):
     """dx = dy where y > 0, else +0 (torch's threshold_backward on the output)."""
-    dy = np.asarray(dy, np.float64)
+    dy = values(dy)
     if not _jit.enabled():
         return _relu_grad_spec(cache.saved, dy), ()
     from .._jit.nn_kernels import relu_grad_flat

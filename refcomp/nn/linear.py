@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ops.conv import _pair, im2col
-from ._check import check_array, check_shape
+from ._check import check_array, check_shape, values
 from ._mm import _holds, carrier, mm, operand
 from .policy import Policy, get_policy
 
@@ -69,8 +69,8 @@ def linear_forward(x, w, b, policy, rng=None, name="linear"):
     [1.5, 1.5, 1.5, 1.5]
     """
     p = get_policy(policy)
-    x = check_array(x, name, "x", min_ndim=1)
-    w = check_array(w, name, "weight", ndim=2)
+    x = check_array(x, name, "x", min_ndim=1, keep32=True)
+    w = check_array(w, name, "weight", ndim=2, keep32=True)
     check_shape(x.shape[-1], w.shape[1], name, "x features vs weight in_features")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])                                   # (N, D_in)
@@ -83,9 +83,10 @@ def linear_forward(x, w, b, policy, rng=None, name="linear"):
     if b is not None:
         b = check_array(b, name, "bias", ndim=1)
         check_shape(b.shape[0], w.shape[0], name, "bias vs weight out_features")
-        C = np.broadcast_to(p.weights.round(b, rng), (x2.shape[0], w.shape[0]))
+        C = np.broadcast_to(p.weights.round(b, rng, p.weights.carrier),
+                            (x2.shape[0], w.shape[0]))
     y = mm(xq, wq.T, m, C=C, c_fmt=p.weights.format, scale=sx * sw, rng=rng)
-    y = p.activations.round(y, rng).reshape(lead + (w.shape[0],))     # (..., D_out)
+    y = p.activations.round(y, rng, p.activations.carrier).reshape(lead + (w.shape[0],))
     return y, LinearCache(xq, sx, wq, sw, lead, b is not None, p)
 
 
@@ -106,7 +107,7 @@ def linear_backward(dy, cache: LinearCache, rng=None, need_dx=True):
     (scaled per tensor when the policy says so) and the forward's cached operands.
     """
     p = cache.policy
-    dy = np.asarray(dy, np.float64)
+    dy = values(dy)
     D_out = cache.wq.shape[0]
     dy2 = dy.reshape(-1, D_out)                                       # (N, D_out)
     gi, gw = p.grad_input, p.grad_weight
@@ -116,15 +117,17 @@ def linear_backward(dy, cache: LinearCache, rng=None, need_dx=True):
         w_op, s_w = _reoperand(cache.wq, cache.sw, gi, p.weights, p, rng)
         d, sd = operand(dy2, p.gradients, gi.inputs, p, rng, carrier(gi))
         dx = mm(d, w_op, gi, scale=sd * s_w, rng=rng)
-        dx = p.gradients.round(dx, rng).reshape(cache.lead + (w_op.shape[1],))
+        dx = p.gradients.round(dx, rng, p.gradients.carrier).reshape(
+            cache.lead + (w_op.shape[1],))
     if d is None or (gw.inputs, carrier(gw)) != (gi.inputs, carrier(gi)):
         d, sd = operand(dy2, p.gradients, gw.inputs, p, rng, carrier(gw))
     x_op, s_x = _reoperand(cache.xq, cache.sx, gw, p.activations, p, rng)
-    dw = p.gradients.round(mm(d.T, x_op, gw, scale=sd * s_x, rng=rng), rng)
+    g32 = p.gradients.carrier
+    dw = p.gradients.round(mm(d.T, x_op, gw, scale=sd * s_x, rng=rng), rng, g32)
     db = None
     if cache.has_bias:
         ones = np.ones((1, d.shape[0]))
-        db = p.gradients.round(mm(ones, d, _ones_model(gw), scale=sd, rng=rng)[0], rng)
+        db = p.gradients.round(mm(ones, d, _ones_model(gw), scale=sd, rng=rng)[0], rng, g32)
     return dx, (dw, db)
 
 
@@ -196,8 +199,8 @@ def conv2d_forward(x, w, b, policy, stride=1, padding=0, dilation=1, groups=1, r
     [[4.0, 4.0], [4.0, 4.0]]
     """
     p = get_policy(policy)
-    x = check_array(x, name, "x", ndim=4)
-    w = check_array(w, name, "weight", ndim=4)
+    x = check_array(x, name, "x", ndim=4, keep32=True)
+    w = check_array(w, name, "weight", ndim=4, keep32=True)
     st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{name}: groups={groups!r} must be a positive integer")
@@ -215,17 +218,20 @@ def conv2d_forward(x, w, b, policy, stride=1, padding=0, dilation=1, groups=1, r
     cols = parts[0][0][None] if groups == 1 else \
         np.stack([c for c, _ in parts])                       # (G, N, Ho*Wo, Cg*R*S)
     Og = O // groups
-    bq = None if b is None else p.weights.round(check_array(b, name, "bias", ndim=1), rng)
+    bq = None if b is None else p.weights.round(check_array(b, name, "bias", ndim=1),
+                                                rng, p.weights.carrier)
     if bq is not None:
         check_shape(bq.shape[0], O, name, "bias vs out_channels")
-    out = np.empty((N, O, Ho * Wo))
+    out = None
     for g in range(groups):
         A = cols[g].reshape(N * Ho * Wo, -1)                  # (N*Ho*Wo, Cg*R*S)
         Bm = wq[g * Og:(g + 1) * Og].reshape(Og, -1).T        # (Cg*R*S, Og)
         Cb = None if bq is None else np.broadcast_to(bq[g * Og:(g + 1) * Og], (A.shape[0], Og))
         Y = mm(A, Bm, m, C=Cb, c_fmt=p.weights.format, scale=sx * sw, rng=rng)
+        if out is None:
+            out = np.empty((N, O, Ho * Wo), Y.dtype)
         out[:, g * Og:(g + 1) * Og] = Y.reshape(N, Ho * Wo, Og).transpose(0, 2, 1)
-    y = p.activations.round(out, rng).reshape(N, O, Ho, Wo)
+    y = p.activations.round(out, rng, p.activations.carrier).reshape(N, O, Ho, Wo)
     return y, Conv2dCache(cols, sx, wq, sw, x.shape, st, pd, dl, groups, b is not None, p)
 
 
@@ -260,7 +266,7 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     (the inserted zeros add exact zeros).
     """
     p = cache.policy
-    dy = np.asarray(dy, np.float64)
+    dy = values(dy)
     N, C, H, W = cache.x_shape
     O, Cg, R, S = cache.wq.shape
     G = cache.groups
@@ -271,17 +277,15 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     d, sd = operand(dy, p.gradients, gw.inputs, p, rng, carrier(gw))
     d_gw = (d, sd)
     cols, s_x = _reoperand(cache.cols, cache.sx, gw, p.activations, p, rng)
-    dw = np.empty((O, Cg * R * S))
-    for g in range(G):
-        Dg = d[:, g * Og:(g + 1) * Og].transpose(0, 2, 3, 1).reshape(-1, Og)   # (N*Ho*Wo, Og)
-        dw[g * Og:(g + 1) * Og] = mm(Dg.T, cols[g].reshape(-1, Cg * R * S), gw,
-                                     scale=sd * s_x, rng=rng)
-    dw = p.gradients.round(dw, rng).reshape(O, Cg, R, S)
+    Dall = d.transpose(0, 2, 3, 1).reshape(-1, O)              # dy (N*Ho*Wo, O)
+    dw = [mm(Dall[:, g * Og:(g + 1) * Og].T, cols[g].reshape(-1, Cg * R * S), gw,
+             scale=sd * s_x, rng=rng) for g in range(G)]
+    g32 = p.gradients.carrier
+    dw = p.gradients.round(np.concatenate(dw), rng, g32).reshape(O, Cg, R, S)
     db = None
     if cache.has_bias:
-        Dall = d.transpose(0, 2, 3, 1).reshape(-1, O)
         db = p.gradients.round(mm(np.ones((1, Dall.shape[0])), Dall, _ones_model(gw),
-                                  scale=sd, rng=rng)[0], rng)
+                                  scale=sd, rng=rng)[0], rng, g32)
     if not need_dx:
         return None, (dw, db)
     # input gradient: transposed convolution as one GEMM per group
@@ -290,14 +294,16 @@ def conv2d_backward(dy, cache: Conv2dCache, rng=None, need_dx=True):
     wq, s_w = _reoperand(cache.wq, cache.sw, gi, p.weights, p, rng)
     Z = _dilated_dy(d, H, W, R, S, cache.stride, cache.padding, cache.dilation)
     wt = wq[:, :, ::-1, ::-1]                                   # (O, Cg, R, S) flipped
-    dx = np.empty((N, C, H * W))
+    dx = None
     for g in range(G):
         zc, _ = im2col(Z[:, g * Og:(g + 1) * Og], (R, S), 1, 0, cache.dilation)
         A = zc.reshape(N * H * W, Og * R * S)                   # K ordered (o, r', s')
         Bm = wt[g * Og:(g + 1) * Og].transpose(0, 2, 3, 1).reshape(Og * R * S, Cg)
         X = mm(A, Bm, gi, scale=sd * s_w, rng=rng)              # (N*H*W, Cg)
+        if dx is None:
+            dx = np.empty((N, C, H * W), X.dtype)
         dx[:, g * Cg:(g + 1) * Cg] = X.reshape(N, H * W, Cg).transpose(0, 2, 1)
-    dx = p.gradients.round(dx, rng).reshape(N, C, H, W)
+    dx = p.gradients.round(dx, rng, g32).reshape(N, C, H, W)
     return dx, (dw, db)
 
 

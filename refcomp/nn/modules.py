@@ -60,9 +60,11 @@ class Module:
         return out
 
     def set_parameters(self, values: dict, prefix=""):
-        """Replace parameters from a dict keyed like :meth:`named_parameters`."""
+        """Replace parameters from a dict keyed like :meth:`named_parameters` (float32
+        arrays are kept, the carrier of float32 master weights; others become float64)."""
         for k in self.params:
-            self.params[k] = np.asarray(values[prefix + k], np.float64)
+            v = np.asarray(values[prefix + k])
+            self.params[k] = v if v.dtype == np.float32 else v.astype(np.float64)
         for n, c in self.children():
             c.set_parameters(values, f"{prefix}{n}.")
 
@@ -346,4 +348,5 @@ class Residual(Module):
             dxs, gs = self.shortcut.backward(dy, cs, rng=rng)
             grads.update({f"shortcut.{k}": v for k, v in gs.items()})
         p = cache[2].policy
-        return p.gradients.round(np.asarray(dxb) + np.asarray(dxs), rng), grads
+        return p.gradients.round(np.asarray(dxb, np.float64) + np.asarray(dxs, np.float64),
+                                 rng), grads

@@ -38,7 +38,7 @@ import numpy as np
 from .. import ops
 from ..formats import catalog
 from ..rounding.cast import cast
-from ._aten import TorchCPU, _check_range, _Kernels, _update, _write
+from ._aten import TorchCPU, _check_range, _Kernels, _opmath, _update, _write
 
 __all__ = ["TorchCPU", "SGDState", "AdamState", "sgd_init", "adam_init", "sgd_step",
            "adam_step", "adamw_step", "SGD", "Adam", "AdamW"]
@@ -47,9 +47,18 @@ _F32 = catalog.get("float32")
 _F64 = catalog.get("float64")
 
 
-def _f64(x):
-    """A step's result as float64 values (None stays None)."""
-    return None if x is None else np.asarray(x, np.float64)
+def _carriers(param, k):
+    """The dtypes a step returns (param, state): float32 for a float32 `param` array of a
+    float32 format (the engine's carrier, :attr:`refcomp.nn.TensorSpec.carrier`; the state
+    too when float32 holds its format), float64 otherwise."""
+    if np.asarray(param).dtype != np.float32 or k.fmt != _F32:
+        return np.float64, np.float64
+    return np.float32, (np.float32 if _opmath(k.state) == _F32 else np.float64)
+
+
+def _out(x, dtype):
+    """A step's result as `dtype` values (exact; None stays None)."""
+    return None if x is None else np.asarray(x, dtype)
 
 
 class SGDState(NamedTuple):
@@ -123,6 +132,7 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=Fa
         raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
                          f"momentum={momentum!r}, dampening={dampening!r}")
     u = _update(update, rng)
+    dt, st = _carriers(param, k)
     p, g = k.check(param, grad)
     if maximize:
         g = -g
@@ -140,7 +150,7 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=Fa
         g = k.add_alpha(g, buf, momentum, k.mix) if nesterov else buf
     p, comp = _write(k, p, state.compensation, u, rng, alpha=-lr, g=g,
                      common=k.fmt if momentum == 0 else k.mix)
-    return _f64(p), SGDState(_f64(buf), _f64(comp))
+    return _out(p, dt), SGDState(_out(buf, st), _out(comp, dt))
 
 
 sgd_step.__doc__ = f"""One SGD step, torch 2.13 ``_single_tensor_sgd``.
@@ -161,7 +171,8 @@ sgd_step.__doc__ = f"""One SGD step, torch 2.13 ``_single_tensor_sgd``.
 
     Returns
     -------
-    param : ndarray (float64 values in `fmt`)
+    param : ndarray, values in `fmt` (float64; float32 when `param` is a float32 array
+        and `fmt` is float32, the state too where float32 holds its format)
     state : SGDState
 
     Examples
@@ -187,6 +198,7 @@ def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
     _check_range("beta parameter at index 1", b2, 0.0, 1.0)
     _check_range("weight_decay value", weight_decay, 0.0)
     u = _update(update, rng)
+    dt, st = _carriers(param, k)
     p, g = k.check(param, grad)
     if np.shape(state.exp_avg) != p.shape:
         raise ValueError(f"state shape {np.shape(state.exp_avg)} != param shape {p.shape}")
@@ -209,7 +221,8 @@ def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                     eps, k.state)
     t = ops.div(ops.mul(k.s(-step_size), m, k.op), denom, k.op)   # addcdiv's increment
     p, comp = _write(k, p, state.compensation, u, rng, t=np.asarray(t, np.float64))
-    return _f64(p), AdamState(step, _f64(m), _f64(v), _f64(vmax), _f64(comp))
+    return _out(p, dt), AdamState(step, _out(m, st), _out(v, st), _out(vmax, st),
+                                  _out(comp, dt))
 
 
 adam_step.__doc__ = f"""One Adam (``decoupled=True``: AdamW) step, torch 2.13 ``_single_tensor_adam``.
@@ -234,7 +247,8 @@ adam_step.__doc__ = f"""One Adam (``decoupled=True``: AdamW) step, torch 2.13 ``
 
     Returns
     -------
-    param : ndarray (float64 values in `fmt`)
+    param : ndarray, values in `fmt` (float64; float32 when `param` is a float32 array
+        and `fmt` is float32, the state too where float32 holds its format)
     state : AdamState
 
     Examples

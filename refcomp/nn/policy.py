@@ -28,6 +28,12 @@ A :class:`Policy` names, for one network, the format of each tensor role (STYLE 
 
 Elementwise and normalisation layers evaluate their formula in float64 on their (rounded)
 inputs and round the result once into the role's format; see each layer's Notes.
+
+Carriers: a role whose format is float32 keeps its tensors in float32 arrays
+(:attr:`TensorSpec.carrier`) on the engine's fast path -- the outputs and gradients of
+linear, conv2d, relu, max-pool and flatten, the parameters after :func:`~refcomp.nn.prepare`
+and the optimizer's results -- as torch keeps a float32 model; every other layer converts
+its inputs to float64 (exact) before it computes, so no value depends on the carrier.
 """
 
 from __future__ import annotations
@@ -87,6 +93,12 @@ class TensorSpec:
         object.__setattr__(self, "rounding", as_rounding(self.rounding))
         if self.overflow is not None:
             object.__setattr__(self, "overflow", as_overflow(self.overflow))
+
+    @property
+    def carrier(self):
+        """The NumPy dtype the fast path keeps this role's tensors in: float32 when the
+        format is float32 (its values are exactly the float32 values), else float64."""
+        return np.float32 if self.format == _F32 else np.float64
 
     def round(self, x, rng=None, dtype=np.float64) -> np.ndarray:
         """x rounded into this spec (as a `dtype` array: float64, or float32 for formats

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _jit
 from ..ops.conv import _pair
-from ._check import check_array
+from ._check import check_array, values
 from .policy import Policy, get_policy
 
 __all__ = ["PoolCache", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
@@ -72,62 +72,79 @@ def _gather(x, hi, wi, fill):
         inside.reshape(*hi.shape[:2], -1)
 
 
-def _max_taps(xp, R, S, st, dl, Ho, Wo):
-    """NumPy twin of the max-pool kernel: window maxima and first-maximum tap indices."""
-    y = k = None
-    for j in range(R * S):                          # taps in (r, s) scan order
-        r, s = divmod(j, S)
-        v = xp[:, :, r * dl[0]:r * dl[0] + st[0] * (Ho - 1) + 1:st[0],
-               s * dl[1]:s * dl[1] + st[1] * (Wo - 1) + 1:st[1]]    # (N, C, Ho, Wo)
-        if y is None:
-            y, k = v.copy(), np.zeros(v.shape, np.int64)
-        else:
-            gt = v > y                              # strictly greater: the first max stays
-            y = np.where(gt, v, y)
-            k = np.where(gt, j, k)
+def _max_taps(x, R, S, st, dl, pd, Ho, Wo):
+    """NumPy twin of the max-pool kernel: window maxima and the flat input index
+    ``row * W + col`` of each window's first maximum among its input elements (-1 for a
+    window without one)."""
+    N, C, H, W = x.shape
+    y = np.full((N, C, Ho, Wo), -np.inf, x.dtype)
+    k = np.full((N, C, Ho, Wo), -1, np.int64)
+    for r in range(R):                              # taps in (r, s) scan order
+        hh = np.arange(Ho) * st[0] - pd[0] + r * dl[0]
+        for s in range(S):
+            ww = np.arange(Wo) * st[1] - pd[1] + s * dl[1]
+            inb = ((hh >= 0) & (hh < H))[:, None] & ((ww >= 0) & (ww < W))[None, :]
+            v = x[:, :, np.clip(hh, 0, H - 1)][:, :, :, np.clip(ww, 0, W - 1)]
+            take = inb & ((k < 0) | (v > y))        # strictly greater: the first max stays
+            y = np.where(take, v, y)
+            k = np.where(take, hh[:, None] * W + ww[None, :], k)
     return y, k
 
 
 def max_pool2d_forward(x, policy, kernel_size, stride=None, padding=0, dilation=1,
                        ceil_mode=False, rng=None, name="max_pool2d"):
-    """Max over each window (padding is -inf).  Returns (y (N, C, Ho, Wo), PoolCache).
+    """Max over each window's input elements (as torch's CPU kernel: padding is never
+    chosen; a window whose elements are all -inf routes its gradient to the first).
+    Returns (y (N, C, Ho, Wo), PoolCache).
 
     >>> import numpy as np
     >>> max_pool2d_forward(np.arange(16.0).reshape(1, 1, 4, 4), "fp32", 2)[0][0, 0].tolist()
     [[5.0, 7.0], [13.0, 15.0]]
     """
     p = get_policy(policy)
-    x = p.activations.round(check_array(x, name, "x", ndim=4), rng)
+    x = p.activations.round(check_array(x, name, "x", ndim=4, keep32=True), rng,
+                            p.activations.carrier)
     R, S, st, pd, dl, Ho, Wo = _geometry(x, kernel_size, stride, padding, dilation,
                                          ceil_mode, name)
-    xp = x if pd == (0, 0) else np.pad(x, ((0, 0), (0, 0), (pd[0], pd[0]), (pd[1], pd[1])),
-                                       constant_values=-np.inf)
-    if _jit.enabled():
+    if _jit.enabled() and (R, S) == st == (2, 2) and pd == (0, 0) and dl == (1, 1):
+        from .._jit.nn_kernels import max_pool_2x2
+        y, src = max_pool_2x2(np.ascontiguousarray(x))
+    elif _jit.enabled():
         from .._jit.nn_kernels import max_pool_taps
-        y, k = max_pool_taps(np.ascontiguousarray(xp), R, S, st[0], st[1], dl[0], dl[1],
-                             Ho, Wo)
+        xp = x if pd == (0, 0) else np.pad(x, ((0, 0), (0, 0), (pd[0], pd[0]),
+                                               (pd[1], pd[1])), constant_values=-np.inf)
+        y, src = max_pool_taps(np.ascontiguousarray(xp), R, S, st[0], st[1], dl[0], dl[1],
+                               pd[0], pd[1], x.shape[2], x.shape[3], Ho, Wo)
     else:
-        y, k = _max_taps(xp, R, S, st, dl, Ho, Wo)
-    r, s = np.divmod(k, S)
-    row = (np.arange(Ho) * st[0] - pd[0])[:, None] + r * dl[0]  # (N, C, Ho, Wo)
-    col = (np.arange(Wo) * st[1] - pd[1])[None, :] + s * dl[1]
-    src = row * x.shape[3] + col                                # flat input index
+        y, src = _max_taps(x, R, S, st, dl, pd, Ho, Wo)
+    if src.size and src.min() < 0:
+        raise ValueError(f"{name}: a window of kernel {(R, S)}, dilation {dl}, padding {pd} "
+                         f"holds no element of the input {x.shape}")
     overlap = st[0] < dl[0] * (R - 1) + 1 or st[1] < dl[1] * (S - 1) + 1
     return y, PoolCache(x.shape, src, overlap, p)
 
 
 def max_pool2d_backward(dy, cache: PoolCache, rng=None):
-    """dx: each dy added at its window's first maximum (float64 sum, one rounding)."""
+    """dx: each dy routed to its window's first maximum (disjoint windows: a copy, in dy's
+    carrier; overlapping windows: contributions summed in float64 and rounded once)."""
     N, C, H, W = cache.x_shape
-    dy = np.asarray(dy, np.float64)
-    dx = np.zeros((N * C, H * W))
+    dy = values(dy)
+    acc = bool(cache.weight)                        # overlapping windows: accumulate
+    if acc:
+        dy = dy.astype(np.float64, copy=False)
+    dx = np.zeros((N * C, H * W), dy.dtype)
     idx = cache.index.reshape(N * C, -1)
-    if cache.weight:                                # overlapping windows: accumulate
+    d2 = dy.reshape(N * C, -1)
+    if _jit.enabled():
+        from .._jit.nn_kernels import scatter_rows
+        scatter_rows(dx, np.ascontiguousarray(idx), np.ascontiguousarray(d2), acc)
+    elif acc:
         rows = np.repeat(np.arange(N * C), idx.shape[1])
-        np.add.at(dx, (rows, idx.reshape(-1)), dy.reshape(-1))
+        np.add.at(dx, (rows, idx.reshape(-1)), d2.reshape(-1))
     else:                                           # disjoint windows: one value each
-        np.put_along_axis(dx, idx, dy.reshape(N * C, -1), axis=1)
-    return cache.policy.gradients.round(dx.reshape(N, C, H, W), rng), ()
+        np.put_along_axis(dx, idx, d2, axis=1)
+    g = cache.policy.gradients
+    return g.round(dx.reshape(N, C, H, W), rng, g.carrier), ()
 
 
 def avg_pool2d_forward(x, policy, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -203,7 +220,8 @@ def adaptive_avg_pool2d_backward(dy, cache: PoolCache, rng=None):
 def flatten_forward(x, policy, start_dim=1, end_dim=-1, rng=None, name="flatten"):
     """Reshape dims start_dim..end_dim into one (exact).  Returns (y, PoolCache)."""
     p = get_policy(policy)
-    x = p.activations.round(check_array(x, name, "x", min_ndim=1), rng)
+    x = p.activations.round(check_array(x, name, "x", min_ndim=1, keep32=True), rng,
+                            p.activations.carrier)
     s, e = start_dim % x.ndim, end_dim % x.ndim
     if s > e:
         raise ValueError(f"{name}: start_dim {start_dim} comes after end_dim {end_dim}")
@@ -213,4 +231,4 @@ def flatten_forward(x, policy, start_dim=1, end_dim=-1, rng=None, name="flatten"
 
 def flatten_backward(dy, cache: PoolCache, rng=None):
     """dx = dy reshaped back."""
-    return np.asarray(dy, np.float64).reshape(cache.x_shape), ()
+    return values(dy).reshape(cache.x_shape), ()

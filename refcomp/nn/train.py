@@ -57,11 +57,13 @@ class StaticScaler:
 
 
 def prepare(model, policy):
-    """Round every parameter of `model` into the policy's master format (in place) and
-    return the model: call once before training (torch models load as float32)."""
+    """Round every parameter of `model` into the policy's master format (in place, kept
+    in that role's carrier: float32 arrays for float32 master weights) and return the
+    model: call once before training (torch models load as float32)."""
     p = get_policy(policy)
     spec = p.master_spec
-    model.set_parameters({k: spec.round(v) for k, v in model.named_parameters().items()})
+    model.set_parameters({k: spec.round(v, dtype=spec.carrier)
+                          for k, v in model.named_parameters().items()})
     return model
 
 
@@ -88,7 +90,8 @@ def train_step(model, x, target, loss, optimizer, policy, rng=None, scaler=None)
     p = get_policy(policy)
     lf, lb = loss
     x = check_array(x, getattr(model, "name", "model"), "input x")
-    y, cache = model.forward(p.activations.round(x, rng), p, rng=rng, train=True)
+    y, cache = model.forward(p.activations.round(x, rng, p.activations.carrier), p, rng=rng,
+                             train=True)
     value, lc = lf(y, target, p)
     S = p.loss_scale if scaler is None else float(scaler.scale)
     dy, _ = lb(S, lc)
@@ -101,7 +104,9 @@ def train_step(model, x, target, loss, optimizer, policy, rng=None, scaler=None)
     for k, g in grads.items():
         if not np.all(np.isfinite(g)):
             found = True
-        master[k] = spec.round(g * inv, rng) if inv != 1.0 else spec.round(g, rng)
+        # g * inv in float64 (exact when both are float32 values), one rounding
+        master[k] = spec.round(np.multiply(g, inv, dtype=np.float64) if inv != 1.0 else g,
+                               rng, spec.carrier)
     if scaler is not None:
         scaler.update(found)
     if not found:
@@ -117,7 +122,9 @@ def predict(model, x, policy, batch=1024):
     """Eval-mode forward pass in batches; returns the outputs (float64 values)."""
     p = get_policy(policy)
     x = check_array(x, getattr(model, "name", "model"), "input x")
-    outs = [model.forward(p.activations.round(x[i:i + batch]), p, train=False)[0]
+    outs = [np.asarray(model.forward(p.activations.round(x[i:i + batch],
+                                                         dtype=p.activations.carrier),
+                                     p, train=False)[0], np.float64)
             for i in range(0, len(x), batch)]
     return np.concatenate(outs) if outs else np.zeros((0,))
 

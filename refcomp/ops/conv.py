@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _jit
 from .accum import matmul
 
 __all__ = ["conv2d", "im2col"]
@@ -29,7 +30,8 @@ def _pair(v, what):
 def im2col(x, kernel, stride=1, padding=0, dilation=1):
     """Patches of x (N, C, H, W) as (N, H_out * W_out, C * kh * kw), K ordered (c, r, s).
 
-    Values are copied exactly; padding is +0.
+    Values are copied exactly; padding is +0.  A Numba kernel does the copy for float32
+    and float64 arrays when JIT is enabled (the NumPy loop below is its twin).
     """
     x = np.asarray(x)
     if x.ndim != 4:
@@ -48,6 +50,10 @@ def im2col(x, kernel, stride=1, padding=0, dilation=1):
         raise ValueError(f"kernel ({kh}, {kw}) with dilation ({dh}, {dw}) does not fit the "
                          f"padded input ({h + 2 * ph}, {w + 2 * pw})")
     xp = x if ph == pw == 0 else np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    if _jit.enabled() and x.dtype in (np.float32, np.float64):
+        from .._jit.nn_kernels import im2col_kernel
+        cols = im2col_kernel(np.ascontiguousarray(xp), kh, kw, sh, sw, dh, dw, ho, wo)
+        return cols, (ho, wo)
     # one strided copy per kernel tap into (n, ho, wo, c, kh, kw): the patch matrix is
     # contiguous with K ordered (c, r, s)
     cols = np.empty((n, ho, wo, c, kh, kw), dtype=xp.dtype)
