@@ -129,3 +129,19 @@ def test_nn_example_runs():
         assert np.array_equal(rc.cast(v, "float32"), v)
     assert any(not np.array_equal(rc.cast(v, "bfloat16"), v)
                for v in model.named_parameters().values())
+
+
+def test_quant_example_prints_the_observer_rule():
+    """The quantization example: MinMaxObserver's qparams are torch's affine rule,
+    scale = f32((max - min) / 255), zero_point = 0 - round(min / scale) (here 64)."""
+    code = next(b for b in _blocks("python") if "from refcomp import nn, quant" in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README quant example", "exec"), {})
+    first, second = out.getvalue().splitlines()
+    scale = float(np.float32(np.float32(3.0) - np.float32(-1.0)) / np.float32(255))
+    zp = 0 - round(Fraction(-1) / Fraction(scale))
+    assert first == f"[{scale!r}] [{zp}]"
+    assert second == "(2, 4)"
+    for line, comment in zip((first, second), re.findall(r"# (.*)", code)):
+        assert line == comment

@@ -1,0 +1,45 @@
+"""Quantization references built on :mod:`refcomp.ops` and :mod:`refcomp.nn`, each module
+mirroring torch 2.13 (``torch.ao.quantization``, CPU x86 / fbgemm engine) bit for bit as
+its docstring names:
+
+- :mod:`~refcomp.quant.qparams`, :mod:`~refcomp.quant.observers`,
+  :mod:`~refcomp.quant.histogram`: observers and their qparams rule;
+- :mod:`~refcomp.quant.choose`: ATen's / fbgemm's ``ChooseQuantizationParams``;
+- :mod:`~refcomp.quant.fake_quant`, :mod:`~refcomp.quant.lsq`,
+  :mod:`~refcomp.quant.fq_modules`, :mod:`~refcomp.quant.torchsum`: straight-through and
+  learnable fake quantization, the ``FakeQuantize`` and fused QAT modules, torch's float32
+  sum;
+- :mod:`~refcomp.quant.fuse`: conv / linear + batch-norm (+ relu) fusion;
+- :mod:`~refcomp.quant.dynamic`: dynamic quantization of Linear;
+- :mod:`~refcomp.quant.static`: integer-only quantized Linear and Conv2d (fbgemm).
+"""
+
+from .choose import QParams, choose_qparams_fbgemm
+from .dynamic import DynamicQuantizedLinear, dynamic_linear_forward, quantize_dynamic
+from .fake_quant import (fake_quantize_per_channel_backward, fake_quantize_per_channel_forward,
+                         fake_quantize_per_tensor_backward, fake_quantize_per_tensor_forward)
+from .fq_modules import FakeQuantize, FusedMovingAvgObsFakeQuantize
+from .fuse import fuse_conv_bn_weights, fuse_linear_bn_weights, fuse_modules
+from .histogram import HistogramObserver
+from .lsq import (fake_quantize_learnable_per_channel_backward,
+                  fake_quantize_learnable_per_channel_forward,
+                  fake_quantize_learnable_per_tensor_backward,
+                  fake_quantize_learnable_per_tensor_forward)
+from .observers import (MinMaxObserver, MovingAverageMinMaxObserver,
+                        MovingAveragePerChannelMinMaxObserver, PerChannelMinMaxObserver)
+from .qparams import QDtype, QScheme, calculate_qparams, qparams_spec
+from .static import quantized_conv2d, quantized_linear
+from .torchsum import torch_sum_f32
+
+__all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
+           "dynamic_linear_forward", "quantize_dynamic", "fake_quantize_per_tensor_forward",
+           "fake_quantize_per_tensor_backward", "fake_quantize_per_channel_forward",
+           "fake_quantize_per_channel_backward", "FakeQuantize",
+           "FusedMovingAvgObsFakeQuantize", "fuse_conv_bn_weights", "fuse_linear_bn_weights",
+           "fuse_modules", "HistogramObserver", "fake_quantize_learnable_per_tensor_forward",
+           "fake_quantize_learnable_per_tensor_backward",
+           "fake_quantize_learnable_per_channel_forward",
+           "fake_quantize_learnable_per_channel_backward", "MinMaxObserver",
+           "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
+           "MovingAveragePerChannelMinMaxObserver", "QDtype", "QScheme", "calculate_qparams",
+           "qparams_spec", "quantized_linear", "quantized_conv2d", "torch_sum_f32"]
