@@ -21,6 +21,7 @@ from refcomp.quant.lsq import (
 from refcomp.quant.torchsum import torch_sum_f32
 
 torch = pytest.importorskip("torch")
+from quant_torch import one_thread  # noqa: E402
 F32 = np.float32
 FMA = torch.backends.cpu.get_cpu_capability() != "DEFAULT" and \
     os.environ.get("ATEN_CPU_CAPABILITY", "").lower() != "default"
@@ -28,12 +29,7 @@ WIDTH = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 
 RANGES = [(0, 255), (-128, 127), (0, 127), (-8, 7), (0, 15)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def bits_equal(a, b):

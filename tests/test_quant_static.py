@@ -2,7 +2,6 @@
 kernels: output codes bit-exact (torch.ao.nn.quantized.Linear / Conv2d / ConvReLU2d on the
 fbgemm engine), and the int16 pair saturation of the AVX2 kernel."""
 
-import functools
 from fractions import Fraction
 
 import numpy as np
@@ -11,27 +10,15 @@ import pytest
 from refcomp.quant.static import quantized_conv2d, quantized_linear
 
 torch = pytest.importorskip("torch")
+from quant_torch import avx2_without_vnni, use_fbgemm  # noqa: E402
 # torch 2.13 deprecates its quantized tensors (the kernels are still the reference)
 pytestmark = [pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 nnq = torch.ao.nn.quantized
 nniq = torch.ao.nn.intrinsic.quantized
+_fbgemm = pytest.fixture(autouse=True)(use_fbgemm)
 
 
-@pytest.fixture(autouse=True)
-def _fbgemm():
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "fbgemm"
-    yield
-    torch.backends.quantized.engine = old
-
-
-@functools.lru_cache(maxsize=1)
-def _avx2_without_vnni():
-    """Whether torch's fbgemm kernel here is the AVX2 pair-saturating one (no AVX512-VNNI)."""
-    with open("/proc/cpuinfo") as f:
-        flags = f.read()
-    return "avx512_vnni" not in flags and "avx_vnni" not in flags
 
 
 def _weights(rng, shape, per_channel):
@@ -72,7 +59,7 @@ def test_quantized_linear_matches_torch(per_channel, relu):
         wq, ws, wz = _wq(qw)
         got = quantized_linear(qx.int_repr().numpy(), xs, xz, wq, ws, wz,
                                None if bias is None else bias.numpy(), mod.scale,
-                               mod.zero_point, relu=relu, int16_pairs=_avx2_without_vnni())
+                               mod.zero_point, relu=relu, int16_pairs=avx2_without_vnni())
         assert np.array_equal(got, want), (trial, np.argwhere(got != want)[:3])
 
 
@@ -104,7 +91,7 @@ def test_quantized_conv2d_matches_torch(geom, per_channel):
         got = quantized_conv2d(qx.int_repr().numpy(), xs, xz, wq, ws, wz, bias.numpy(),
                                mod.scale, mod.zero_point, stride=geom["stride"],
                                padding=geom["padding"], dilation=geom.get("dilation", 1),
-                               groups=g, relu=relu, int16_pairs=_avx2_without_vnni())
+                               groups=g, relu=relu, int16_pairs=avx2_without_vnni())
         assert np.array_equal(got, want), (trial, np.argwhere(got != want)[:3])
 
 
@@ -127,7 +114,7 @@ def test_pair_saturation_changes_results_and_matches_the_kernel():
     mod.scale, mod.zero_point = 2.0, 128
     qx = torch.quantize_per_tensor(torch.full((2, K), 2.55), 0.01, 0, torch.quint8)
     want = mod(qx).int_repr().numpy()
-    assert np.array_equal(pairs if _avx2_without_vnni() else exact, want)
+    assert np.array_equal(pairs if avx2_without_vnni() else exact, want)
 
 
 def test_bad_input_names_the_value():

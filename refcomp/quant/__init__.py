@@ -11,7 +11,12 @@ its docstring names:
   sum;
 - :mod:`~refcomp.quant.fuse`: conv / linear + batch-norm (+ relu) fusion;
 - :mod:`~refcomp.quant.dynamic`: dynamic quantization of Linear;
-- :mod:`~refcomp.quant.static`: integer-only quantized Linear and Conv2d (fbgemm).
+- :mod:`~refcomp.quant.static`: integer-only quantized Linear and Conv2d (fbgemm);
+- :mod:`~refcomp.quant.ptq`, :mod:`~refcomp.quant.qmodules`: static post-training
+  quantization of an engine model (prepare, calibrate, convert to integer-only modules);
+- :mod:`~refcomp.quant.torchao`, :mod:`~refcomp.quant.torchao_float8`: torchao 0.18's
+  int8 dynamic-activation / int8-weight Linear, int4 weight-only (tinygemm), float8
+  per-tensor / per-row scaling.
 """
 
 from .choose import QParams, choose_qparams_fbgemm
@@ -27,6 +32,8 @@ from .lsq import (fake_quantize_learnable_per_channel_backward,
                   fake_quantize_learnable_per_tensor_forward)
 from .observers import (MinMaxObserver, MovingAverageMinMaxObserver,
                         MovingAveragePerChannelMinMaxObserver, PerChannelMinMaxObserver)
+from .ptq import QConfig, calibrate, convert, get_default_qconfig, prepare
+from .qmodules import QuantizedModel
 from .qparams import QDtype, QScheme, calculate_qparams, qparams_spec
 from .static import quantized_conv2d, quantized_linear
 from .torchsum import torch_sum_f32
@@ -42,4 +49,5 @@ __all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
            "fake_quantize_learnable_per_channel_backward", "MinMaxObserver",
            "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
            "MovingAveragePerChannelMinMaxObserver", "QDtype", "QScheme", "calculate_qparams",
-           "qparams_spec", "quantized_linear", "quantized_conv2d", "torch_sum_f32"]
+           "qparams_spec", "quantized_linear", "quantized_conv2d", "torch_sum_f32", "QConfig",
+           "get_default_qconfig", "prepare", "calibrate", "convert", "QuantizedModel"]

@@ -61,6 +61,8 @@ from .choose import choose_qparams_fbgemm
 from .fuse import LinearReLU
 from .qparams import calculate_qparams, qparams_spec
 
+from ._checks import finite_values
+
 __all__ = ["DynamicLinearCache", "quantize_weight_dynamic", "dynamic_linear_forward",
            "DynamicQuantizedLinear", "quantize_dynamic"]
 
@@ -78,17 +80,7 @@ class DynamicLinearCache(NamedTuple):
 
 def _f32(x, what, name):
     """Finite values rounded to float32 (as a torch float32 tensor holds them)."""
-    a = np.asarray(x)
-    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{name}: {what} must be numeric, got dtype {a.dtype}")
-    with np.errstate(over="ignore"):
-        v = np.asarray(cast(a.astype(np.float64), F32), np.float64)
-    bad = ~np.isfinite(v)
-    if bad.any():
-        i = tuple(int(j) for j in np.unravel_index(int(np.flatnonzero(bad)[0]), v.shape))
-        raise ValueError(f"{name}: {what}{list(i)} = {a[i].item()!r} is not finite "
-                         "(float32); dynamic quantization needs finite values")
-    return v
+    return finite_values(x, F32, what, name, "; dynamic quantization needs finite values")
 
 
 def quantize_weight_dynamic(weight, per_channel=False, name="DynamicQuantizedLinear"):
