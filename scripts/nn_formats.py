@@ -95,9 +95,11 @@ def main(argv=None):
             curves[(net, label)] = hist.test_accuracy
             print(f"{net:22s} {label:30s} acc {hist.test_accuracy[-1]:.4f} {secs:6.1f}s",
                   flush=True)
+    digits = nn.data.load_digits()
     md = ["# Making Models Smaller, on the UCI digits", "",
           f"Same initial weights and batches per network; SGD lr 0.05, momentum 0.9, batch 32, "
-          f"{a.epochs} epochs, 1437 training / 360 test images; one thread.  Memory: stored "
+          f"{a.epochs} epochs, {len(digits.x_train)} training / {len(digits.x_test)} test "
+          "images; one thread.  Memory: stored "
           "parameters (master copy) at the bytes of their format.  Produced by "
           "`python scripts/nn_formats.py`.", "",
           "| network | format | policy | parameters | weight memory (KB) | test accuracy "
