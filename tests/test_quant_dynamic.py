@@ -308,3 +308,18 @@ def test_errors():
         quantize_dynamic([1])
     with pytest.raises(NotImplementedError, match="no backward"):
         m.backward(np.ones((1, 3)), None)
+
+
+@pytest.mark.parametrize("K", [64, 1100])
+def test_packed_blas_gemm_equals_the_integer_model(K):
+    """The module's prepacked path (exact integer GEMM through float32 / float64 BLAS for
+    7-bit activations) gives the same integers and outputs as the integer accumulation
+    model of refcomp.ops (u8s8-int32-avx2), below and above K * 127 * 128 = 2**24."""
+    rng = np.random.default_rng(71 + K)
+    w = (rng.standard_normal((24, K)) * 0.1).astype(np.float32)
+    x = rng.standard_normal((5, K)).astype(np.float32) * 3
+    mod = DynamicQuantizedLinear(w, rng.standard_normal(24).astype(np.float32))
+    y1, c1 = mod.forward(x)
+    y2, c2 = dynamic_linear_forward(x, mod.wq, mod.w_scale, mod.w_zero_point, mod.bias)
+    assert np.array_equal(c1.raw, c2.raw)
+    assert np.array_equal(np.asarray(y1).view(np.uint64), np.asarray(y2).view(np.uint64))

@@ -64,7 +64,7 @@ from .qparams import calculate_qparams, qparams_spec
 from ._checks import finite_values
 
 __all__ = ["DynamicLinearCache", "quantize_weight_dynamic", "dynamic_linear_forward",
-           "DynamicQuantizedLinear", "quantize_dynamic"]
+           "DynamicQuantizedLinear", "quantize_dynamic", "PackedWeight", "pack_weight"]
 
 F32 = "float32"
 
@@ -136,8 +136,37 @@ def _wrap32(v):
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
+class PackedWeight(NamedTuple):
+    """Weight-side data a :class:`DynamicQuantizedLinear` computes once (fbgemm's prepack):
+    the checked codes transposed as exact float32 and float64 matrices (K, N) for the
+    integer GEMM through BLAS, and fbgemm's column offsets."""
+
+    wt32: np.ndarray        # (K, N) float32 codes
+    wt64: np.ndarray        # (K, N) float64 codes
+    col_sum: np.ndarray     # (N,) int64, sum_k wq[n, k]
+
+
+def pack_weight(wq) -> PackedWeight:
+    """:class:`PackedWeight` of int8 codes `wq` (N, K) (checked by the caller)."""
+    wt = np.ascontiguousarray(np.asarray(wq).T)
+    return PackedWeight(wt.astype(np.float32), wt.astype(np.float64),
+                        np.asarray(wq, np.int64).sum(axis=1))
+
+
+def _gemm_u7s8(xq, packed):
+    """Exact ``xq @ wq^T`` for activation codes in [0, 127] (reduce_range) and int8
+    weights: every product pair is at most 2 * 127 * 128 = 32512 in magnitude, so AVX2's
+    int16 pair saturation cannot trigger, and every partial sum is an integer of magnitude
+    at most K * 127 * 128; BLAS sums those exactly in float32 below 2**24, in float64 below
+    2**53 (any order: integer sums below the precision limit are exact)."""
+    K = xq.shape[1]
+    if K * 127 * 128 < 2**24:
+        return (xq.astype(np.float32) @ packed.wt32).astype(np.int64)
+    return (xq.astype(np.float64) @ packed.wt64).astype(np.int64)
+
+
 def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
-                           int16_pairs=True, name="DynamicQuantizedLinear"):
+                           int16_pairs=True, name="DynamicQuantizedLinear", packed=None):
     """y = x W^T + b with per-call quantized activations (fbgemm dynamic int8 Linear).
 
     Parameters
@@ -149,6 +178,8 @@ def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
     relu : bool, ``LinearReLU`` (``quantized::linear_relu_dynamic``)
     int16_pairs : bool, AVX2 pair saturation (True: this machine; False: AVX512-VNNI)
     name : str, for error messages
+    packed : PackedWeight of `wq` (:func:`pack_weight`), optional: the weight-side work done
+        once (the module passes it); `wq` is then trusted to be checked
 
     Returns
     -------
@@ -169,8 +200,8 @@ def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
     ([[0.4941176772117615, -5.171750672161579e-08]], 0.011811023578047752, 85)
     """
     wq = np.asarray(wq)
-    if wq.ndim != 2 or wq.dtype.kind not in "iu" or (wq.size and (wq.min() < -128
-                                                                   or wq.max() > 127)):
+    if wq.ndim != 2 or wq.dtype.kind not in "iu" or (packed is None and wq.size and (
+            wq.min() < -128 or wq.max() > 127)):
         raise ValueError(f"{name}: weight codes must be a 2-D integer array in [-128, 127], "
                          f"got shape {wq.shape}, dtype {wq.dtype}")
     N, K = wq.shape
@@ -193,10 +224,15 @@ def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
     xq = quantize_affine(x2, float(s_x), z_x, 0, 255, "torch-2.13-quantize_per_tensor")
     # 3. u8 x s8 GEMM on the codes (int32, optional AVX2 pair saturation), then the
     #    zero-point corrections with fbgemm's row / column offsets
-    model = "u8s8-int32-avx2" if int16_pairs else "u8s8-int32-wrap"
-    acc = matmul(xq, wq.astype(np.int64).T, model)                    # (M, N)
+    if packed is not None and (xq.size == 0 or int(xq.max()) <= 127):
+        acc = _gemm_u7s8(xq, packed)                                  # (M, N), exact
+        col_sum = packed.col_sum
+    else:
+        model = "u8s8-int32-avx2" if int16_pairs else "u8s8-int32-wrap"
+        acc = matmul(xq, wq.astype(np.int64).T, model)                # (M, N)
+        col_sum = wq.astype(np.int64).sum(axis=1)
     row_off = xq.sum(axis=1, keepdims=True)                           # (M, 1)
-    col_off = wq.astype(np.int64).sum(axis=1) - wz * K                # (N,)
+    col_off = col_sum - wz * K                                        # (N,)
     raw = _wrap32(acc - z_x * col_off[None, :] - row_off * wz[None, :])
     # 4. float output: fma(f32(raw), f32(s_x * s_w), bias) (contracted AVX2 code)
     rf = cast(raw.astype(np.float64), F32)                            # cvtepi32_ps, RNE
@@ -248,6 +284,7 @@ class DynamicQuantizedLinear(Module):
                              f"({self.wq.shape[0]},)")
         self.per_channel, self.relu, self.int16_pairs = bool(per_channel), bool(relu), \
             bool(int16_pairs)
+        self.packed = pack_weight(self.wq)
 
     @classmethod
     def from_float(cls, mod, per_channel=False, int16_pairs=True):
@@ -265,7 +302,7 @@ class DynamicQuantizedLinear(Module):
         accepted for :class:`refcomp.nn.Sequential` and ignored: the numerics are fbgemm's
         (float32 input and output)."""
         return dynamic_linear_forward(x, self.wq, self.w_scale, self.w_zero_point, self.bias,
-                                      self.relu, self.int16_pairs, self.name)
+                                      self.relu, self.int16_pairs, self.name, self.packed)
 
     def backward(self, dy, cache, rng=None, need_dx=True):
         raise NotImplementedError(f"{self.name}: dynamic quantized Linear has no backward "
