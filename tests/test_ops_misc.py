@@ -236,3 +236,24 @@ def test_ulp_is_the_spacing_in_the_binade(fmt):
     assert np.array_equal(nxt - vals[:-1], u[:-1])
     assert rc.ops.ulp(0.0, fmt) == (fmt.min_subnormal if fmt.subnormals else fmt.min_normal)
     assert np.isinf(rc.ops.ulp(np.inf, fmt)) and np.isnan(rc.ops.ulp(np.nan, fmt))
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float64"])
+def test_round_to_integral_nearest_even_fast_path(fmt):
+    """Without flags, nearest-even rounding of finite values of float32 / float64 takes
+    numpy.rint: equal to the exact half-to-even rounding (Fraction), with the sign of
+    zero kept, and bit for bit to the rounding core (the flags=True path)."""
+    rng = np.random.default_rng(81)
+    x = np.concatenate([rng.integers(-40, 40, 300) / 2.0, rng.standard_normal(300) * 1e3,
+                        [0.0, -0.0, -0.4, 0.5, -0.5, 1.5, 2.5, 2.0**23 + 1, -2.0**52 - 1,
+                         3e38, 1e-40]])
+    x = np.asarray(rc.cast(x, fmt), np.float64)
+    got = rc.ops.round_to_integral(x, fmt, "nearest_even")
+    core, _ = rc.ops.round_to_integral(x, fmt, "nearest_even", flags=True)
+    assert np.array_equal(got.view(np.uint64), np.asarray(core, np.float64).view(np.uint64))
+    for v, g in zip(x.tolist(), got.tolist()):
+        f = Fraction(v)
+        n = math.floor(f)
+        if f - n > Fraction(1, 2) or (f - n == Fraction(1, 2) and n % 2):
+            n += 1
+        assert g == n and math.copysign(1.0, g) == math.copysign(1.0, v), v
