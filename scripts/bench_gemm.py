@@ -27,7 +27,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import refcomp as rc  # noqa: E402
-from benchlib import ROOT, best  # noqa: E402
+from benchlib import best, write_table  # noqa: E402
 from refcomp.ops import AccumulationModel, conv2d, matmul  # noqa: E402
 
 
@@ -89,11 +89,7 @@ def main():
                      f"{target} | {'yes' if ok else 'NO'} |")
     lines += ["", "Ratios: time ratio refcomp / peer, except the int8 rows (throughput ratio "
               "peer time / refcomp time)."]
-    md = "\n".join(lines) + "\n"
-    print(md)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_gemm.md").write_text(md)
+    write_table("bench_gemm", lines)
     return 1 if missed else 0
 
 

@@ -22,7 +22,7 @@ import ml_dtypes as ml  # noqa: E402
 import numpy as np  # noqa: E402
 
 import refcomp as rc  # noqa: E402
-from benchlib import ROOT, best  # noqa: E402
+from benchlib import best, write_table  # noqa: E402
 
 
 def peer_pack(v):
@@ -55,11 +55,7 @@ def main():
         missed += r < 1
         lines.append(f"| {what} | {n / ours / 1e6:,.0f} | ml_dtypes int4 + NumPy nibbles | "
                      f"{n / peer / 1e6:,.0f} | {r:.2f}x | 1.0x {'yes' if r >= 1 else 'NO'} |")
-    md = "\n".join(lines) + "\n"
-    print(md)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_int.md").write_text(md)
+    write_table("bench_int", lines)
     return 1 if missed else 0
 
 

@@ -43,7 +43,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchlib import ROOT  # noqa: E402
+from benchlib import write_table  # noqa: E402
 
 BATCH = 256
 
@@ -179,10 +179,7 @@ def main():
     for label, r in mem:
         md.append(f"| {label} | " + " | ".join(f"{r[w][1] / 2**20:.1f}"
                                               for w in ("torch", "fp32", "bf16-mixed")) + " |")
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_nn.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table("bench_nn", md)
 
 
 if __name__ == "__main__":

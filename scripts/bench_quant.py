@@ -20,7 +20,7 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchlib import ROOT, best  # noqa: E402
+from benchlib import best, write_table  # noqa: E402
 
 warnings.filterwarnings("ignore")                  # torch's quantized-tensor deprecation
 
@@ -103,10 +103,7 @@ def main():
         md.append(f"| {label} | {tt * 1e3:.2f} | {to * 1e3:.2f} | {tt / to:.3f} | "
                   f"{'-' if exact is None else ('yes' if exact else 'NO')} |")
         print(md[-1], flush=True)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_quant.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_table("bench_quant", md)
 
 
 if __name__ == "__main__":

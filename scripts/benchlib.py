@@ -30,3 +30,12 @@ def best(fn, repeat=7):
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def write_table(name, lines):
+    """Print the Markdown `lines` and write them to ``bench-results/<name>.md``."""
+    md = "\n".join(lines) + "\n"
+    print(md)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.md").write_text(md)
