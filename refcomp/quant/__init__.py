@@ -12,6 +12,8 @@ its docstring names:
 - :mod:`~refcomp.quant.fuse`: conv / linear + batch-norm (+ relu) fusion;
 - :mod:`~refcomp.quant.dynamic`: dynamic quantization of Linear;
 - :mod:`~refcomp.quant.static`: integer-only quantized Linear and Conv2d (fbgemm);
+- :mod:`~refcomp.quant.tflite`: int8 fully-connected / convolution with TFLite's
+  fixed-point requantization (the gemmlowp profile);
 - :mod:`~refcomp.quant.ptq`, :mod:`~refcomp.quant.qmodules`: static post-training
   quantization of an engine model (prepare, calibrate, convert to integer-only modules);
 - :mod:`~refcomp.quant.torchao`, :mod:`~refcomp.quant.torchao_float8`: torchao 0.18's
@@ -37,6 +39,7 @@ from .qmodules import QuantizedModel
 from .qparams import QDtype, QScheme, calculate_qparams, qparams_spec
 from .static import quantized_conv2d, quantized_linear
 from .torchsum import torch_sum_f32
+from . import tflite
 
 __all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
            "dynamic_linear_forward", "quantize_dynamic", "fake_quantize_per_tensor_forward",
@@ -50,4 +53,5 @@ __all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
            "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver",
            "MovingAveragePerChannelMinMaxObserver", "QDtype", "QScheme", "calculate_qparams",
            "qparams_spec", "quantized_linear", "quantized_conv2d", "torch_sum_f32", "QConfig",
-           "get_default_qconfig", "prepare", "calibrate", "convert", "QuantizedModel"]
+           "get_default_qconfig", "prepare", "calibrate", "convert", "QuantizedModel",
+           "tflite"]
