@@ -1,5 +1,5 @@
-"""Input checks shared by the quantization modules (errors name the tensor, the index and
-the bad value, STYLE rule 7)."""
+"""Input checks and the float32 narrowing shared by the quantization modules (errors name
+the tensor, the index and the bad value, STYLE rule 7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 
 from ..rounding import cast
 
-__all__ = ["finite_values"]
+__all__ = ["finite_values", "to_f32"]
 
 
 def finite_values(x, fmt, what, name, why=""):
@@ -25,3 +25,9 @@ def finite_values(x, fmt, what, name, why=""):
         raise ValueError(f"{name}: {what}{list(i)} = {a[i].item()!r} is not finite in "
                          f"{fmt}{why}")
     return v
+
+
+def to_f32(v) -> np.ndarray:
+    """Values rounded to float32 to nearest-even by the rounding core (C++ ``float(double)``
+    narrowing), as a float32 array (a float32 scalar for a scalar)."""
+    return np.asarray(cast(np.asarray(v, np.float64), "float32"), np.float32)[()]

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ops.arith import fma as _fma
-from ..rounding import cast
+from ._checks import to_f32 as _f32
 
 __all__ = ["FakeQuantCache", "fake_quantize_per_tensor_forward",
            "fake_quantize_per_tensor_backward", "fake_quantize_per_channel_forward",
@@ -52,11 +52,6 @@ _I64_MIN = np.iinfo(np.int64).min
 
 
 # ---------------------------------------------------------------- helpers and checks
-def _f32(v):
-    """double -> float narrowing (IEEE round to nearest even), as C++ ``float(double)``."""
-    return cast(np.asarray(v, np.float64), "float32", dtype=F32)
-
-
 def _fma32(a, b, c):
     """Correctly rounded float32 ``fma(a, b, c)``."""
     return _fma(a, b, c, "float32", dtype=F32)

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..ops import fma, matmul
 from ..ops.conv import _pair
-from ..rounding import cast
+from ._checks import to_f32 as _f32
 
 __all__ = ["quantized_linear", "quantized_conv2d", "requantize_fbgemm"]
 
@@ -72,11 +72,6 @@ def _zp(z, what, lo, hi, n=None):
     if z.min() < lo or z.max() > hi:
         raise ValueError(f"{what}={z.tolist()} outside [{lo}, {hi}]")
     return z
-
-
-def _f32(x):
-    """Values rounded to float32 to nearest-even (refcomp's rounding core), as float32."""
-    return np.asarray(cast(np.asarray(x, np.float64), "float32"), np.float32)
 
 
 def requantize_fbgemm(raw, x_scale, w_scale, bias, out_scale, out_zero_point, relu=False):

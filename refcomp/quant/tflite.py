@@ -27,7 +27,7 @@ import numpy as np
 
 from ..ops.conv import _pair
 from ..ops.requant import multiply_by_quantized_multiplier, quantize_multiplier
-from ..rounding import cast
+from ._checks import to_f32
 
 __all__ = ["quantize_bias", "multipliers", "activation_range", "fully_connected",
            "conv2d"]
@@ -36,7 +36,8 @@ _I32 = 2**31 - 1
 
 
 def _f32(v):
-    return np.asarray(cast(np.asarray(v, np.float64), "float32"), np.float64)
+    """Values rounded to float32 (nearest even), as float64 values."""
+    return to_f32(v).astype(np.float64)
 
 
 def _positive(v, what):
