@@ -323,3 +323,205 @@ def test_packed_blas_gemm_equals_the_integer_model(K):
     y2, c2 = dynamic_linear_forward(x, mod.wq, mod.w_scale, mod.w_zero_point, mod.bias)
     assert np.array_equal(c1.raw, c2.raw)
     assert np.array_equal(np.asarray(y1).view(np.uint64), np.asarray(y2).view(np.uint64))
+
+
+# --------------------------------------------------------------------------- fast paths
+# The module's float32 element steps run in float64 with a midpoint check
+# (refcomp.quant.dynamic._round_sum_f32); they are checked here against exact rational
+# arithmetic and against the correctly rounded refcomp.ops operations they replace, on
+# inputs built to hit float32 midpoints, ties, signed zeros, subnormals and overflow.
+from fractions import Fraction  # noqa: E402
+
+from refcomp import _jit  # noqa: E402
+from refcomp.ops.arith import div, fma  # noqa: E402
+from refcomp.quant import dynamic as dyn  # noqa: E402
+
+
+def rn32(fr, negative_zero=False):
+    """Round a Fraction to float32, nearest even, from exact comparisons (the oracle); an
+    exact zero is -0 only for (-0) + (-0) (IEEE 754 6.3), which the caller says."""
+    if fr == 0:
+        return F32(-0.0) if negative_zero else F32(0)
+    c = F32(float(fr))                     # within one float32 step of the answer
+    best = None
+    for v in (np.nextafter(c, F32(-np.inf)), c, np.nextafter(c, F32(np.inf))):
+        if not np.isfinite(v):
+            continue
+        d = abs(Fraction(float(v)) - fr)
+        key = (d, int(np.asarray(v).view(np.uint32)) & 1)      # ties: even significand
+        if best is None or key < best[0]:
+            best = (key, v)
+    return best[1]
+
+
+def bits32(v):
+    return np.asarray(v, F32).view(np.uint32)
+
+
+def midpoint_cases(rng, n=400):
+    """(p, c) float64 pairs whose exact sums sit on, or next to, float32 midpoints."""
+    y = (rng.standard_normal(n) * 2.0 ** rng.integers(-100, 100, n)).astype(F32)
+    y[y == 0] = F32(1)
+    half = np.spacing(np.abs(y)).astype(np.float64) / 2
+    m = y.astype(np.float64) + half                    # exact float32 midpoints
+    tiny = np.abs(m) * 2.0 ** -60 * rng.choice([-1.0, 0.0, 1.0], n)
+    P = [m, m, m + tiny, m - 3 * half, m]              # p on the midpoint, c tiny / 0 / ...
+    C = [tiny, np.zeros(n), -tiny, 3 * half, -tiny]
+    # a sum that float64 rounds onto the midpoint while the exact sum is off it
+    P.append(m + np.abs(m) * 2.0 ** -52 * 0.25)
+    C.append(np.abs(m) * 2.0 ** -60 * rng.choice([-1.0, 1.0], n))
+    return np.concatenate(P), np.concatenate(C)
+
+
+def test_round_sum_f32_against_exact_rationals():
+    rng = np.random.default_rng(101)
+    p, c = midpoint_cases(rng)
+    rp = rng.standard_normal(2000) * 2.0 ** rng.integers(-60, 60, 2000)
+    rc = rng.standard_normal(2000) * 2.0 ** rng.integers(-60, 60, 2000)
+    p, c = np.concatenate([p, rp, [0.0, -0.0, 0.0, 1.0]]), np.concatenate([c, rc, [0.0, -0.0,
+                                                                                  -0.0, -1.0]])
+    t = p + c
+    assert ((t.view(np.uint64) & dyn._LOW29) == dyn._MID29).sum() > 1000   # midpoints hit
+    r32, rest = dyn._round_sum_f32(t, c, lambda m: p[m])
+    assert not rest.any()
+    ref = np.array([rn32(Fraction(float(a)) + Fraction(float(b)),
+                         bool(np.signbit(a) and np.signbit(b))) for a, b in zip(p, c)], F32)
+    assert np.array_equal(bits32(r32), bits32(ref))
+    # the plain double rounding would be wrong on many of these inputs
+    assert (bits32(t.astype(F32)) != bits32(ref)).sum() > 300
+
+
+def f32_ops_cases(rng):
+    """float32 (a, b, c) built to make RN32(a * b + c) hard (module comment)."""
+    A, B, Cc = [], [], []
+    i = rng.integers(0, 400, 300) * 2 + 1              # (2**12 + i)(2**12 + j): 25-bit odd
+    j = rng.integers(0, 400, 300) * 2 + 1
+    sc = 2.0 ** rng.integers(-40, 40, 300)
+    a = ((2 ** 12 + i) * sc).astype(F32)
+    b = ((2 ** 12 + j) * rng.choice([-1.0, 1.0], 300)).astype(F32)
+    ab = a.astype(np.float64) * b
+    for cv in (np.zeros(300), np.abs(ab) * 2.0 ** -60, -np.abs(ab) * 2.0 ** -60,
+               np.abs(ab) * 2.0 ** -30 * rng.standard_normal(300), -ab, -ab * (1 - 2.0 ** -20)):
+        A.append(a), B.append(b), Cc.append(cv.astype(F32))
+    # p + c landing on a midpoint y + u/2 exactly: c = y - k u, a b = (k + 1/2) u
+    y = (rng.uniform(1, 2, 300) * 2.0 ** rng.integers(-60, 60, 300)).astype(F32)
+    u = np.spacing(y).astype(np.float64)
+    k = rng.integers(0, 50, 300)
+    sh = 2.0 ** rng.integers(-5, 5, 300)
+    A.append(sh.astype(F32)), B.append(((k + 0.5) * u / sh).astype(F32))
+    Cc.append((y - k * u).astype(F32))
+    # signed zeros, subnormals, the overflow threshold (2**25 - 1) 2**103, inf / nan
+    z = np.array([0.0, -0.0, 0.0, -0.0, 1e-45, -1e-45, 3e-39, 2.0 ** -75, 1.0, 18631.0,
+                  18631.0, 18631.0, 3e38, np.inf, np.nan, 1.5], F32)
+    w = np.array([0.0, 2.0, -3.0, -0.0, 0.5, 0.75, 0.5, 2.0 ** -75, -1e-45, 1801 * 2.0 ** 103,
+                  1801 * 2.0 ** 103, 1801 * 2.0 ** 103, 10.0, 0.0, 1.0, 2.0], F32)
+    v = np.array([-0.0, -0.0, 0.0, 0.0, 1e-45, -3e-45, -3e-39, 2.0 ** -149, 0.0, 0.0,
+                  1e30, -1e30, -1.0, 1.0, 0.0, np.inf], F32)
+    A.append(z), B.append(w), Cc.append(v)
+    return (np.concatenate(A).astype(np.float64), np.concatenate(B).astype(np.float64),
+            np.concatenate(Cc).astype(np.float64))
+
+
+def same_f32(x, y):
+    x, y = np.asarray(x, F32), np.asarray(y, F32)
+    return np.array_equal(bits32(x), bits32(y)) or bool(
+        np.all((bits32(x) == bits32(y)) | (np.isnan(x) & np.isnan(y))))
+
+
+def test_fma_f32_fast_path_equals_refcomp_ops():
+    rng = np.random.default_rng(202)
+    a, b, c = f32_ops_cases(rng)
+    with np.errstate(all="ignore"):
+        got = dyn._fma_f32(a, b, c)
+        ref = fma(a, b, c, "float32")
+        assert same_f32(got, ref)
+        t = a * b + c
+        assert (bits32(t.astype(F32)) != bits32(ref)).sum() > 100    # double rounding fails
+        assert same_f32(dyn._fma_f32(a, b, None), mul(a, b, "float32"))
+        # broadcasting as the module uses it: (M, 1) x (1, N) + (1, N)
+        rf = rng.integers(-2 ** 26, 2 ** 26, (40, 1)).astype(F32).astype(np.float64)
+        mult = rng.uniform(1e-6, 1e-3, (1, 30)).astype(F32).astype(np.float64)
+        bias = rng.standard_normal((1, 30)).astype(F32).astype(np.float64)
+        assert same_f32(dyn._fma_f32(rf, mult, bias), fma(rf, mult, bias, "float32"))
+        assert same_f32(dyn._fma_f32(rf, mult, None), mul(rf, mult, "float32"))
+
+
+def test_recip_f32_equals_refcomp_div():
+    rng = np.random.default_rng(303)
+    s = np.concatenate([rng.uniform(1, 2, 3000) * 2.0 ** rng.integers(-120, 120, 3000),
+                        2.0 ** np.arange(-126, 127), [3.0, 5.0, 7.0, 2.0 ** -127, 1e-40,
+                                                       np.finfo(F32).max]]).astype(F32)
+    got = np.array([dyn._recip_f32(v) for v in s]).astype(F32)
+    assert same_f32(got, div(1.0, s.astype(np.float64), "float32"))
+
+
+def test_quantize_fused_equals_quantize_affine():
+    """Step 2's fast path against ops.quantize_affine ("torch-2.13-quantize_per_tensor")
+    on exact ties k + 1/2, float32 midpoints of x * inv + z, their neighbours, zeros,
+    subnormals and out-of-range values."""
+    rng = np.random.default_rng(404)
+    conv = "torch-2.13-quantize_per_tensor"
+    for s in (F32(1 / 16), F32(0.0123), F32(2.0 ** -20), F32(0.3), F32(7.5), F32(1e-30)):
+        for z in (0, 1, 33, 127):
+            inv = float(div(1.0, float(s), "float32"))
+            k = np.arange(-3, 260) + 0.5
+            base = [(k - z) / inv, (rng.uniform(-3, 260, 300) - z) / inv]
+            # midpoints of the float32 grid of x * inv + z, just above the integers
+            t = np.arange(1, 256, dtype=np.float64)
+            mids = t + np.spacing(t.astype(F32)).astype(np.float64) / 2
+            base.append((mids - z) / inv)
+            x = np.concatenate(base).astype(F32)
+            x = np.concatenate([x, np.nextafter(x, F32(np.inf)), np.nextafter(x, F32(-np.inf)),
+                                np.array([0.0, -0.0, 1e-45, -1e-45, 1e-38, 3e38, -3e38],
+                                         F32)])
+            with np.errstate(all="ignore"):
+                q, xq = dyn._quantize_fused(x, s, z)
+            ref = quantize_affine(x.astype(np.float64), float(s), z, 0, 255, conv)
+            assert np.array_equal(xq, ref), (s, z)
+            assert np.array_equal(q.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("M, K", [(1, 64), (3, 1100), (1, 4099), (6, 2100), (2, 0)])
+def test_gemm_kernel_and_blocked_blas_equal_the_integer_model(M, K):
+    """Both GEMM paths (the int8 kernel for small batches, float32 BLAS over K blocks of at
+    most 1032) against the integer accumulation model of refcomp.ops, beyond 2**24."""
+    rng = np.random.default_rng(500 + M + K)
+    wq = rng.integers(-128, 128, (37, K))
+    wq[:, : K // 2] = -128                             # large same-sign partial sums
+    xq = rng.integers(0, 128, (M, K))
+    xq[:, : K // 2] = 127
+    ref = matmul_int(xq, wq)
+    packed = dyn.pack_weight(wq)
+    assert np.array_equal(dyn._gemm_u7s8(xq.astype(F32), packed), ref)
+    assert np.array_equal(dyn._gemm_u7s8(xq.astype(F32), packed, blas=True), ref)
+    with _jit.use_jit(False):
+        assert np.array_equal(dyn._gemm_u7s8(xq.astype(F32), packed), ref)
+    if K * M:
+        assert np.abs(ref).max() > (2 ** 24 if K > 1100 else 0)
+
+
+def matmul_int(xq, wq):
+    from refcomp.ops.accum import matmul
+    return matmul(xq, wq.T, "u8s8-int32-avx2")
+
+
+def test_input_fast_path_equals_rounding_core():
+    """float64 inputs that are not float32 values, lists and integers take the rounding core;
+    float32 data the fast path: the outputs agree with the input rounded first."""
+    rng = np.random.default_rng(606)
+    W = rng.standard_normal((9, 7)).astype(F32)
+    b = rng.standard_normal(9)                        # float64, not float32 values
+    m = DynamicQuantizedLinear(W, b)
+    x = rng.standard_normal((4, 7)) * 3
+    y1, c1 = m.forward(x)
+    y2, c2 = m.forward(x.astype(F32))
+    assert np.array_equal(y1.view(np.uint64), y2.view(np.uint64))
+    assert np.array_equal(c1.xq, c2.xq) and np.array_equal(c1.raw, c2.raw)
+    y3, _ = m.forward(x.astype(F32).tolist())
+    assert np.array_equal(y1.view(np.uint64), y3.view(np.uint64))
+    y4, _ = m.forward(np.arange(28).reshape(4, 7))
+    y5, _ = m.forward(np.arange(28, dtype=F32).reshape(4, 7))
+    assert np.array_equal(y4.view(np.uint64), y5.view(np.uint64))
+    assert mismatches(y1, run_torch(torch_qlinear(W, b.astype(F32)), x.astype(F32))) == 0
+    with pytest.raises(ValueError, match=r"x\[0, 1\] = nan"):
+        m.forward(np.array([[0, np.nan, 0, 0, 0, 0, 0]], F32))

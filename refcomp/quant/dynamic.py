@@ -40,6 +40,12 @@ flattened to (M, K):
    the file being compiled with ``-mfma``); ``f32(raw)`` is ``cvtepi32_ps`` (nearest even);
    ReLU (``LinearReLU``): ``_mm256_max_ps(0, y)``, i.e. ``0 > y ? +0 : y`` (a -0 stays).
 
+Implementation (same bits, faster): the float32 steps 2 and 4 run in float64 with the
+double-rounding check of :func:`_round_sum_f32` (exact products, TwoSum on float32
+midpoints, refcomp.ops for subnormal / overflowing results); the integer GEMM of step 3 is
+exact through float32 BLAS over K blocks of at most 1032 or, for batches of at most four
+rows, a Numba kernel over the int8 weights (:func:`_gemm_u7s8`).
+
 Measured bit-exact against torch 2.13.0+cpu on an AVX2 machine without VNNI
 (tests/test_quant_dynamic.py).  The legacy quantize rule (2) flips to ``rne(x * inv) + z``
 once torch pins an FBGEMM past commit 798a6037a.
@@ -52,11 +58,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _jit
 from ..nn.modules import Linear, Module, Residual, Sequential
 from ..ops.accum import matmul
 from ..ops.affine import quantize_affine
-from ..ops.arith import fma, mul
-from ..rounding import cast
+from ..ops.arith import div, fma, mul
 from .choose import choose_qparams_fbgemm
 from .fuse import LinearReLU
 from .qparams import calculate_qparams, qparams_spec
@@ -132,37 +138,189 @@ def quantize_weight_dynamic(weight, per_channel=False, name="DynamicQuantizedLin
 
 
 def _wrap32(v):
-    """int32 two's-complement wrap (fbgemm's int32 arithmetic) of int64 values."""
+    """int32 two's-complement wrap (fbgemm's int32 arithmetic) of int64 values (a copy-free
+    no-op when every value already lies in the int32 range, as it does for K < 2**16)."""
+    if v.size == 0 or (int(v.min()) >= -(1 << 31) and int(v.max()) < (1 << 31)):
+        return v
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
+# --------------------------------------------------------------------------- float32 steps
+# Fast paths of the float32 element operations of steps 2 and 4, each checked against the
+# correctly rounded refcomp operation it replaces (tests/test_quant_dynamic.py).  With
+# float32 operands x, y, c the product p = x * y is exact in float64 (two 24-bit
+# significands make at most 48 bits, and the exponents stay far inside float64's range),
+# so the exact result r = p + c is known as t = RN64(p + c) plus the exact rounding error
+# e = r - t of that one addition (Knuth's TwoSum, six float64 operations; Knuth, TAOCP 2,
+# 4.2.2, Theorem B).  Narrowing t to float32 (one hardware RNE conversion) gives
+# RN32(RN64(r)), which equals the wanted RN32(r) unless t lies exactly on a float32
+# rounding boundary: the float32 numbers and the midpoints between them are float64
+# numbers, so by monotonicity RN64 keeps r within the closed interval between the two
+# midpoints around RN32(r) (Figueroa, "When is double rounding innocuous?", SIGNUM
+# Newsletter 30(3), 1995; Boldo and Melquiond, "When double rounding is odd", 2005).
+# A normal float32 midpoint has, in its own binade, exactly bit 28 set among the 29 low
+# significand bits of its float64 encoding.  There the sign of e decides: e = 0 is a true
+# tie (RNE, what the conversion did), e > 0 takes the float32 neighbour above t, e < 0 the
+# one below.  Nonzero results in the float32 subnormal range (|t| < 2**-126, where the
+# float32 grid is coarser) and beyond the float32 maximum are not resolved here: the
+# callers recompute them with refcomp.ops.  A float64 sum of exactly zero is exact (x + y
+# = 0 only for y = -x, with gradual underflow) and signed by the same IEEE rule in float32.
+_LOW29 = np.uint64((1 << 29) - 1)
+_MID29 = np.uint64(1 << 28)
+_F32_MIN_NORMAL = 2.0 ** -126
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _round_sum_f32(t, c, p_at):
+    """``(r32, rest)``: ``RN32(p + c)`` as a float32 array, given ``t = RN64(p + c)`` (float64;
+    ``c=None``: ``t = p`` exact), `c` and ``p_at(mask)``, the exact ``p`` at the masked
+    elements (asked for the rare float32 midpoints only); and the mask of the elements left
+    undecided (a nonzero result below the float32 normal range, an infinite or NaN one),
+    whose ``r32`` the caller must replace.  See the comment above."""
+    t32 = t.astype(np.float32)
+    u = t32.view(np.uint32) & np.uint32(0x7FFFFFFF)            # |t32|: normal finite iff
+    u -= np.uint32(0x00800000)                                 # 2**23 <= bits < 0x7F800000
+    rest = u >= np.uint32(0x7F000000)                          # (unsigned wrap-around)
+    if rest.any():
+        rest &= t != 0                                         # exact zeros are decided
+    if c is not None:
+        mid = (t.view(np.uint64) & _LOW29) == _MID29
+        if mid.any():
+            mid &= ~rest
+            tm = t[mid]
+            pm = p_at(mid)
+            cm = np.broadcast_to(c, t.shape)[mid]
+            bb = tm - pm                                       # TwoSum: tm + e = pm + cm
+            e = (pm - (tm - bb)) + (cm - bb)
+            near = t32[mid].astype(np.float64)                 # the tie's even neighbour
+            other = tm + (tm - near)                           # the other one (exact)
+            r = np.where(e > 0, np.maximum(near, other),
+                         np.where(e < 0, np.minimum(near, other), near))
+            with np.errstate(over="ignore"):                   # above FLT_MAX: inf
+                t32[mid] = r.astype(np.float32)
+    return t32, rest
+
+
+def _fma_f32(a, b, c):
+    """float32 ``RN32(a * b + c)`` (``c=None``: ``RN32(a * b)``) of float64 arrays holding
+    float32 values, as a float32 array: :func:`_round_sum_f32` on the exact product, the
+    elements it leaves recomputed by :func:`refcomp.ops.fma` / :func:`refcomp.ops.mul`."""
+    t = a * b                                                  # exact (48-bit significands)
+    shape = t.shape
+    if c is not None:
+        t += c                                                 # the one float64 rounding
+    with np.errstate(over="ignore"):
+        t32, rest = _round_sum_f32(t, c, lambda m: (np.broadcast_to(a, shape)[m]
+                                                    * np.broadcast_to(b, shape)[m]))
+    if rest.any():
+        ops = [np.broadcast_to(v, shape)[rest] for v in ((a, b) if c is None else (a, b, c))]
+        t32[rest] = (mul(*ops, F32) if c is None else fma(*ops, F32))
+    return t32
+
+
+def _recip_f32(s):
+    """``f32(1 / s)`` correctly rounded for a float32 scale `s` > 0: float64 division
+    (one rounding) narrowed once, the double rounding innocuous unless the float64 quotient
+    sits on a float32 midpoint or outside the normal range -- then :func:`refcomp.ops.div`."""
+    q = np.array([1.0 / float(s)])
+    if bool(((q.view(np.uint64) & _LOW29) == _MID29)[0]) or not (
+            _F32_MIN_NORMAL <= q[0] <= _F32_MAX):
+        return float(div(1.0, float(s), F32))
+    return float(np.float32(q[0]))
+
+
+def _quantize_fused(x32, s_x, z_x):
+    """Step 2 on float32 `x32`: ``(q, xq)``, ``clamp(rne(fma(x, f32(1 / s_x), z_x)), 0, 255)``
+    as float32 and as int64 codes, exactly ``quantize_affine(x, s_x, z_x, 0, 255,
+    "torch-2.13-quantize_per_tensor")`` (the reciprocal by :func:`_recip_f32`, the FMA by
+    :func:`_round_sum_f32`, the elements it leaves by ``quantize_affine`` itself; ``rint``
+    is RNE, nearbyint's default mode)."""
+    inv = np.float64(_recip_f32(s_x))
+    t = np.multiply(x32, inv)                                  # float64, exact
+    zf = np.float64(z_x)
+    t += zf                                                    # the one float64 rounding
+    q, rest = _round_sum_f32(t, zf, lambda m: x32[m] * inv)
+    np.rint(q, out=q)
+    np.clip(q, 0, 255, out=q)
+    if rest.any():
+        q[rest] = quantize_affine(x32[rest], float(s_x), z_x, 0, 255,
+                                  "torch-2.13-quantize_per_tensor")
+    return q, q.astype(np.int64)
+
+
+def _f32_array(x, what, name):
+    """x's float32 values as a float32 array (:func:`_f32`, narrowed: exact), without the
+    rounding core when `x` already holds float32 values (a float32 array, or a float64
+    array equal to its float32 narrowing: nothing rounds).  Finiteness is the caller's to
+    check for float32 input (``_f32`` on failure gives the error message)."""
+    a = np.asarray(x)
+    if a.dtype == np.float32:
+        return a
+    if a.dtype == np.float64:
+        with np.errstate(over="ignore", invalid="ignore"):
+            a32 = a.astype(np.float32)
+        if np.array_equal(a32, a):                             # NaN never equal: _f32
+            return a32
+    return _f32(x, what, name).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the int GEMM
 class PackedWeight(NamedTuple):
     """Weight-side data a :class:`DynamicQuantizedLinear` computes once (fbgemm's prepack):
-    the checked codes transposed as exact float32 and float64 matrices (K, N) for the
-    integer GEMM through BLAS, and fbgemm's column offsets."""
+    the checked codes transposed (K, N), as exact float32 values for the integer GEMM
+    through BLAS and as int8 for the small-batch kernel, and fbgemm's column offsets."""
 
     wt32: np.ndarray        # (K, N) float32 codes
-    wt64: np.ndarray        # (K, N) float64 codes
+    wt8: np.ndarray         # (K, N) int8 codes
     col_sum: np.ndarray     # (N,) int64, sum_k wq[n, k]
 
 
 def pack_weight(wq) -> PackedWeight:
     """:class:`PackedWeight` of int8 codes `wq` (N, K) (checked by the caller)."""
     wt = np.ascontiguousarray(np.asarray(wq).T)
-    return PackedWeight(wt.astype(np.float32), wt.astype(np.float64),
+    return PackedWeight(wt.astype(np.float32), wt.astype(np.int8),
                         np.asarray(wq, np.int64).sum(axis=1))
 
 
-def _gemm_u7s8(xq, packed):
-    """Exact ``xq @ wq^T`` for activation codes in [0, 127] (reduce_range) and int8
+#: K per float32 BLAS call: every partial sum is an integer of magnitude at most
+#: K * 127 * 128, exact in float32 below 2**24 (1032 * 16256 = 16776192)
+_SGEMM_K = (2**24 - 1) // (127 * 128)
+#: batches up to this many rows take the int8 kernel (a GEMV through float32 BLAS is bound
+#: by streaming 4 bytes per weight; the kernel streams one)
+_KERNEL_MAX_M = 4
+
+
+def _gemm_u7s8(xq, packed, blas=False):
+    """Exact ``xq @ wq^T`` (int64) for activation codes in [0, 127] (reduce_range) and int8
     weights: every product pair is at most 2 * 127 * 128 = 32512 in magnitude, so AVX2's
-    int16 pair saturation cannot trigger, and every partial sum is an integer of magnitude
-    at most K * 127 * 128; BLAS sums those exactly in float32 below 2**24, in float64 below
-    2**53 (any order: integer sums below the precision limit are exact)."""
-    K = xq.shape[1]
-    if K * 127 * 128 < 2**24:
-        return (xq.astype(np.float32) @ packed.wt32).astype(np.int64)
-    return (xq.astype(np.float64) @ packed.wt64).astype(np.int64)
+    int16 pair saturation cannot trigger, and every partial sum over k terms is an integer
+    of magnitude at most k * 127 * 128, so any summation order gives the exact sum while
+    the partial sums stay inside the carrier's exact range.
+
+    * Batches of at most ``_KERNEL_MAX_M`` rows with ``K * 127 * 128 < 2**31``: int32
+      accumulation in the Numba kernel ``refcomp._jit.quant_kernels.gemm_u7s8_int8``
+      over the int8 weights (no overflow: exact).
+    * Otherwise (and with ``blas=True`` or the JIT disabled): float32 BLAS on the float32
+      codes over blocks of at most ``_SGEMM_K`` columns of K (each block sum exact below
+      2**24), the block results added in int64.
+    """
+    M, K = xq.shape
+    N = packed.wt32.shape[1]
+    if (not blas and M <= _KERNEL_MAX_M and K * 127 * 128 < 2**31 and M * K * N
+            and _jit.enabled()):
+        from .._jit.quant_kernels import gemm_u7s8_int8
+        out = np.empty((M, N), np.int64)
+        gemm_u7s8_int8(xq.astype(np.int32), packed.wt8, out)
+        return out
+    x32 = np.asarray(xq, np.float32)
+    if K <= _SGEMM_K:
+        return (x32 @ packed.wt32).astype(np.int64)
+    nb = -(-K // _SGEMM_K)
+    step = -(-K // nb)
+    acc = np.zeros((M, N), np.int64)
+    for k0 in range(0, K, step):
+        acc += (x32[:, k0:k0 + step] @ packed.wt32[k0:k0 + step]).astype(np.int64)
+    return acc
 
 
 def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
@@ -210,43 +368,56 @@ def dynamic_linear_forward(x, wq, w_scale, w_zero_point, bias=None, relu=False,
     if ws.shape != wz.shape or ws.shape[0] not in (1, N):
         raise ValueError(f"{name}: w_scale {ws.shape} and w_zero_point {wz.shape} must both "
                          f"be (1,) or ({N},)")
-    xv = _f32(x, "x", name)
+    xv = _f32_array(x, "x", name)
     if xv.ndim < 2:
         raise ValueError(f"{name}: the dimension of input tensor should be larger than or "
                          f"equal to 2 (torch's check), got shape {xv.shape}")
     if xv.shape[-1] != K:
         raise ValueError(f"{name}: input has {xv.shape[-1]} features, the weight expects {K}")
-    x2 = xv.reshape(-1, K)                                            # (M, K)
+    x2 = xv.reshape(-1, K)                                            # (M, K) float32
     # 1. activation qparams from the whole tensor (ATen ChooseQuantizationParams)
     mn, mx = (float(x2.min()), float(x2.max())) if x2.size else (0.0, 0.0)
+    if not (np.isfinite(mn) and np.isfinite(mx)):                     # inf / NaN: the error
+        _f32(x, "x", name)
     s_x, z_x = choose_qparams_fbgemm(mn, mx, 0, 255, reduce_range=True, source="aten")
     # 2. legacy fbgemm quantization: rne(fma(x, 1/s, z)), clamped to uint8
-    xq = quantize_affine(x2, float(s_x), z_x, 0, 255, "torch-2.13-quantize_per_tensor")
+    q, xq = _quantize_fused(x2, s_x, z_x)
     # 3. u8 x s8 GEMM on the codes (int32, optional AVX2 pair saturation), then the
     #    zero-point corrections with fbgemm's row / column offsets
-    if packed is not None and (xq.size == 0 or int(xq.max()) <= 127):
-        acc = _gemm_u7s8(xq, packed)                                  # (M, N), exact
+    if packed is not None and (xq.size == 0 or float(q.max()) <= 127):
+        acc = _gemm_u7s8(q, packed)                                   # (M, N), exact
         col_sum = packed.col_sum
     else:
         model = "u8s8-int32-avx2" if int16_pairs else "u8s8-int32-wrap"
         acc = matmul(xq, wq.astype(np.int64).T, model)                # (M, N)
         col_sum = wq.astype(np.int64).sum(axis=1)
-    row_off = xq.sum(axis=1, keepdims=True)                           # (M, 1)
     col_off = col_sum - wz * K                                        # (N,)
-    raw = _wrap32(acc - z_x * col_off[None, :] - row_off * wz[None, :])
-    # 4. float output: fma(f32(raw), f32(s_x * s_w), bias) (contracted AVX2 code)
-    rf = cast(raw.astype(np.float64), F32)                            # cvtepi32_ps, RNE
-    mult = mul(float(s_x), ws.astype(np.float64), F32)                # (1,) or (N,)
+    raw = acc
+    if z_x:
+        raw -= z_x * col_off[None, :]
+    if wz.any():
+        raw -= xq.sum(axis=1, keepdims=True) * wz[None, :]            # row offsets
+    lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    if lo < -(1 << 31) or hi >= (1 << 31):
+        raw = _wrap32(raw)
+    # 4. float output: fma(f32(raw), f32(s_x * s_w), bias) (contracted AVX2 code);
+    #    cvtepi32_ps rounds |raw| >= 2**24 to float32 (RNE; raw is exact in float64)
+    rf = raw.astype(np.float64)
+    if lo <= -(1 << 24) or hi >= (1 << 24):
+        rf = rf.astype(np.float32).astype(np.float64)
+    mult = _fma_f32(np.float64(s_x), ws.astype(np.float64), None).astype(np.float64)
     if bias is None:
-        y = mul(rf, mult[None, :], F32)
+        y = _fma_f32(rf, mult[None, :], None)
     else:
-        b = _f32(bias, "bias", name)
+        b = _f32_array(bias, "bias", name)
+        if not np.isfinite(b).all():
+            _f32(bias, "bias", name)
         if b.shape != (N,):
             raise ValueError(f"{name}: bias has shape {b.shape}, expected ({N},)")
-        y = fma(rf, mult[None, :], b[None, :], F32)
-    y = np.asarray(y, np.float64).reshape(xv.shape[:-1] + (N,))
+        y = _fma_f32(rf, mult[None, :], b.astype(np.float64)[None, :])
     if relu:
-        y = np.where(0.0 > y, 0.0, y)     # _mm256_max_ps(0, y) = 0 > y ? 0 : y (-0 kept)
+        y = np.where(0 > y, np.float32(0), y)  # _mm256_max_ps(0, y) = 0 > y ? 0 : y (-0 kept)
+    y = y.astype(np.float64).reshape(xv.shape[:-1] + (N,))
     return y, DynamicLinearCache(np.float32(s_x), int(z_x), xq, raw)
 
 
