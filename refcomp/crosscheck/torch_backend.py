@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from ..rounding.profiles import PROFILES
-from . import opmap
+from . import opmap, torch_qtorch
 from .backend import register
 
 __all__ = ["TorchBackend", "tensor_bits"]
@@ -75,6 +75,9 @@ class TorchBackend(opmap.MappedBackend):
              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
              "float32_matmul_precision": torch.get_float32_matmul_precision(),
              "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+        if self.device == "cpu":           # what the qtorch suite's kernels depend on
+            d.update({"qtorch_engine": "fbgemm, 1 thread (qt.* ops)",
+                      "fbgemm_int16_pairs": torch_qtorch.int16_pairs_here()})
         if self.device == "cuda":
             p = torch.cuda.get_device_properties(0)
             d.update({"device": torch.cuda.get_device_name(0), "cuda": torch.version.cuda,
@@ -100,12 +103,22 @@ class TorchBackend(opmap.MappedBackend):
         if not self.torch.__version__.startswith(_PINNED):
             return (f"the op map is pinned to torch {_PINNED}; this is "
                     f"{self.torch.__version__}")
-        return opmap.check(self.map, case, self.formats)
+        why = opmap.check(self.map, case, self.formats)
+        if why is None and case.op in torch_qtorch.OPS:
+            if self.device != "cpu":
+                return ("torch.ao.quantization's fbgemm kernels run on the CPU only: use "
+                        "--backend torch-cpu")
+            why = torch_qtorch.machine_reason(self.torch, case)
+        return why
 
     def run(self, case) -> dict:
         torch = self.torch
         op = self.map["ops"][case.op]
         ins = {k: self._tensor(v) for k, v in case.inputs.items()}
+        if case.op in torch_qtorch.OPS:
+            with torch_qtorch.torch_settings(torch):
+                out = torch_qtorch.OPS[case.op](torch, case, ins)
+            return {k: self._bits(v) for k, v in out.items()}
         if case.op in _AFFINE:
             return {"y": self._bits(_AFFINE[case.op](torch, case, ins))}
         if case.op == "cast":

@@ -138,8 +138,8 @@ OPTIONAL: dict = {}
 
 
 def _merge():
-    from . import compute_gemm, compute_nn, compute_quant
-    for mod in (compute_quant, compute_gemm, compute_nn):
+    from . import compute_gemm, compute_nn, compute_qtorch, compute_quant
+    for mod in (compute_quant, compute_gemm, compute_nn, compute_qtorch):
         OPS.update(mod.OPS)
         INPUTS.update(mod.INPUTS)
         OPTIONAL.update(getattr(mod, "OPTIONAL", {}))

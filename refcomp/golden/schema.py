@@ -115,19 +115,26 @@ class Tolerance:
         ``"ulp"``: at most `max_ulp` units in the last place of the output format, for an
         elementwise op whose backend documents that accuracy.  ``"sum_any_order"``: the
         rigorous bound of a sum evaluated in any order with accumulators of precision `p`
-        (see :func:`refcomp.golden.tolerance.bound`).
+        (see :func:`refcomp.golden.tolerance.bound`).  ``"sum_terms"``: outputs that are
+        float sums, in an unspecified order, of terms the op's compute module gives
+        (:func:`refcomp.golden.compute_qtorch.sum_terms`): the same any-order bound around
+        the exact sum of those terms.
     max_ulp : float   for ``"ulp"``
     accumulator : str format name of the accumulator the bound assumes (at least this
                       precision), for ``"sum_any_order"``
     source : str      where the bound comes from (documentation, a theorem)
+    outputs : tuple of str or None
+                      the outputs the bound applies to (None: ``y``); the others are
+                      compared bit for bit
     """
 
     rule: str
     source: str
     max_ulp: float | None = None
     accumulator: str | None = None
+    outputs: tuple | None = None
 
-    RULES = ("ulp", "sum_any_order")
+    RULES = ("ulp", "sum_any_order", "sum_terms")
 
     def __post_init__(self):
         if self.rule not in self.RULES:
@@ -136,24 +143,37 @@ class Tolerance:
         if self.rule == "ulp" and not (isinstance(self.max_ulp, (int, float))
                                        and self.max_ulp >= 0):
             raise GoldenError(f"tolerance rule 'ulp' needs max_ulp >= 0, got {self.max_ulp!r}")
-        if self.rule == "sum_any_order":
+        if self.rule in ("sum_any_order", "sum_terms"):
             kind_dtype(str(self.accumulator))
+        if self.outputs is not None:
+            if isinstance(self.outputs, str) or not all(isinstance(o, str)
+                                                        for o in self.outputs):
+                raise GoldenError(f"tolerance outputs must be a list of output names, got "
+                                  f"{self.outputs!r}")
+            object.__setattr__(self, "outputs", tuple(self.outputs))
         if not self.source:
             raise GoldenError("a tolerance must name its source")
 
     def to_json(self) -> dict:
         return {k: v for k, v in (("rule", self.rule), ("source", self.source),
                                   ("max_ulp", self.max_ulp),
-                                  ("accumulator", self.accumulator)) if v is not None}
+                                  ("accumulator", self.accumulator),
+                                  ("outputs", None if self.outputs is None
+                                   else list(self.outputs))) if v is not None}
 
     @classmethod
     def from_json(cls, d) -> "Tolerance":
-        if not isinstance(d, dict) or set(d) - {"rule", "source", "max_ulp", "accumulator"}:
+        if not isinstance(d, dict) or set(d) - {"rule", "source", "max_ulp", "accumulator",
+                                                "outputs"}:
             raise GoldenError(f"malformed tolerance {d!r}")
         try:
             return cls(**d)
         except TypeError as e:
             raise GoldenError(f"malformed tolerance {d!r}: {e}") from e
+
+    def applies(self, output: str) -> bool:
+        """Whether the bound covers `output` (the others must be bit-exact)."""
+        return output == "y" if self.outputs is None else output in self.outputs
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,24 @@ def _up(q: Fraction) -> float:
 
 def _sum_any_order(case: Case):
     fmt = catalog.get(case.params["fmt"])
+    x = case.inputs["x"].values()
+    return _rows_bound(case, fmt, x.reshape(-1, x.shape[-1]), x.shape[:-1])
+
+
+def _sum_terms(case: Case, output: str):
+    """Rows of terms the op sums into `output` (its compute module's ``sum_terms``)."""
+    from .compute_qtorch import sum_terms
+    want = case.outputs[output]
+    rows = sum_terms(case, output)
+    return _rows_bound(case, catalog.get(want.kind), rows, want.bits.shape)
+
+
+def _rows_bound(case: Case, fmt, rows, shape):
+    """[exact sum -/+ gamma_(n-1) sum|t|] of each row, rounded outward into fmt."""
     acc = catalog.get(case.tolerance.accumulator)
     if acc.precision < fmt.precision:
         raise GoldenError(f"case {case.name}: accumulator {acc.name} is narrower than the "
                           f"output {fmt.name}")
-    x = case.inputs["x"].values()
-    rows = x.reshape(-1, x.shape[-1])
     n = rows.shape[1]
     u = Fraction(1, 2 ** acc.precision)
     if (n - 1) * u >= 1:
@@ -63,17 +75,19 @@ def _sum_any_order(case: Case):
         d = gamma * sum((abs(Fraction(v)) for v in r), Fraction(0))
         lo.append(_down(s - d))
         hi.append(_up(s + d))
-    shape = x.shape[:-1]
     lo = cast(np.array(lo).reshape(shape), fmt, "toward_negative")
     hi = cast(np.array(hi).reshape(shape), fmt, "toward_positive")
     return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
 
 
-def interval(case: Case):
-    """(lo, hi) float64 arrays: the values of the output format a backend may return."""
+def interval(case: Case, output: str = "y"):
+    """(lo, hi) float64 arrays: the values of the output format a backend may return for
+    `output`."""
     if case.tolerance is None:
         raise GoldenError(f"case {case.name} is bit-exact: it has no tolerance interval")
     if case.tolerance.rule == "sum_any_order":
         return _sum_any_order(case)
+    if case.tolerance.rule == "sum_terms":
+        return _sum_terms(case, output)
     raise GoldenError(f"case {case.name}: tolerance rule {case.tolerance.rule!r} is an ULP "
                       "bound, not an interval")
