@@ -16,6 +16,8 @@ its docstring names:
   fixed-point requantization (the gemmlowp profile);
 - :mod:`~refcomp.quant.ptq`, :mod:`~refcomp.quant.qmodules`: static post-training
   quantization of an engine model (prepare, calibrate, convert to integer-only modules);
+- :mod:`~refcomp.quant.qat`: quantization-aware training on the engine (prepare_qat with
+  fake-quantized weights and activations, ConvBn folding, train, convert);
 - :mod:`~refcomp.quant.torchao`, :mod:`~refcomp.quant.torchao_float8`: torchao 0.18's
   int8 dynamic-activation / int8-weight Linear, int4 weight-only (tinygemm), float8
   per-tensor / per-row scaling.
@@ -26,7 +28,7 @@ from .dynamic import DynamicQuantizedLinear, dynamic_linear_forward, quantize_dy
 from .fake_quant import (fake_quantize_per_channel_backward, fake_quantize_per_channel_forward,
                          fake_quantize_per_tensor_backward, fake_quantize_per_tensor_forward)
 from .fq_modules import FakeQuantize, FusedMovingAvgObsFakeQuantize
-from .fuse import fuse_conv_bn_weights, fuse_linear_bn_weights, fuse_modules
+from .fuse import fuse_conv_bn_weights, fuse_linear_bn_weights, fuse_modules, fuse_modules_qat
 from .histogram import HistogramObserver
 from .lsq import (fake_quantize_learnable_per_channel_backward,
                   fake_quantize_learnable_per_channel_forward,
@@ -35,18 +37,19 @@ from .lsq import (fake_quantize_learnable_per_channel_backward,
 from .observers import (MinMaxObserver, MovingAverageMinMaxObserver,
                         MovingAveragePerChannelMinMaxObserver, PerChannelMinMaxObserver)
 from .ptq import QConfig, calibrate, convert, get_default_qconfig, prepare
+from .qat import QATModel, get_default_qat_qconfig, prepare_qat
 from .qmodules import QuantizedModel
 from .qparams import QDtype, QScheme, calculate_qparams, qparams_spec
 from .static import quantized_conv2d, quantized_linear
 from .torchsum import torch_sum_f32
-from . import tflite
+from . import qat, tflite
 
 __all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
            "dynamic_linear_forward", "quantize_dynamic", "fake_quantize_per_tensor_forward",
            "fake_quantize_per_tensor_backward", "fake_quantize_per_channel_forward",
            "fake_quantize_per_channel_backward", "FakeQuantize",
            "FusedMovingAvgObsFakeQuantize", "fuse_conv_bn_weights", "fuse_linear_bn_weights",
-           "fuse_modules", "HistogramObserver", "fake_quantize_learnable_per_tensor_forward",
+           "fuse_modules", "fuse_modules_qat", "HistogramObserver", "fake_quantize_learnable_per_tensor_forward",
            "fake_quantize_learnable_per_tensor_backward",
            "fake_quantize_learnable_per_channel_forward",
            "fake_quantize_learnable_per_channel_backward", "MinMaxObserver",
@@ -54,4 +57,4 @@ __all__ = ["QParams", "choose_qparams_fbgemm", "DynamicQuantizedLinear",
            "MovingAveragePerChannelMinMaxObserver", "QDtype", "QScheme", "calculate_qparams",
            "qparams_spec", "quantized_linear", "quantized_conv2d", "torch_sum_f32", "QConfig",
            "get_default_qconfig", "prepare", "calibrate", "convert", "QuantizedModel",
-           "tflite"]
+           "tflite", "QATModel", "get_default_qat_qconfig", "prepare_qat", "qat"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .choose import choose_qparams_fbgemm
+from .qparams import FLOAT32_EPS, calculate_qparams, qparams_spec
 from .fake_quant import (F32, FakeQuantCache, _along, _f32, _fq_channel_int, _fq_tensor,
                          _int_zp, _qrange, _x, fake_quantize_per_channel_forward,
                          fake_quantize_per_tensor_backward)
@@ -67,6 +68,12 @@ class FakeQuantize:
     def calculate_qparams(self):
         return self.observer.calculate_qparams()
 
+    # the observer's, as torch's FakeQuantize copies them (used by convert)
+    dtype = property(lambda self: self.observer.dtype)
+    qscheme = property(lambda self: self.observer.qscheme)
+    min_val = property(lambda self: self.observer.min_val)
+    max_val = property(lambda self: self.observer.max_val)
+
     def forward(self, x):
         """``(y, cache)``; updates the observer and ``scale``/``zero_point`` when enabled."""
         xa = _x(x)
@@ -102,6 +109,9 @@ class FusedMovingAvgObsFakeQuantize:
     averaging_constant : float, narrowed to float32
     per_channel : bool (channels along axis 0 only, as torch); symmetric : bool
         (``preserve_sparsity`` of :func:`choose_qparams_fbgemm`)
+    dtype : str, the observer's dtype (``"quint8"`` by default when ``quant_min >= 0``,
+        else ``"qint8"``); eps : float, the observer's eps.  Both only matter to
+        :meth:`calculate_qparams`.
 
     Notes
     -----
@@ -113,14 +123,26 @@ class FusedMovingAvgObsFakeQuantize:
     Python observers' ``calculate_qparams``), then the per-tensor (tensor-qparams, no zp
     check) or per-channel int fake quant.  With fake quant disabled, ``y = x`` and
     scale/zero point are not updated.  An empty x returns a copy with no update.
+
+    :meth:`calculate_qparams` (what ``convert`` reads) is NOT that rule: torch's module
+    returns its ``MovingAverage(PerChannel)MinMaxObserver``'s ``calculate_qparams()`` on the
+    same running min / max (:func:`refcomp.quant.qparams.calculate_qparams`: float32 eps
+    floor, the observer's symmetric / affine formulas), so a converted model's qparams can
+    differ from the last fake-quant step's.
     """
 
     def __init__(self, quant_min=0, quant_max=255, *, averaging_constant=0.01,
-                 per_channel=False, ch_axis=0, symmetric=False):
+                 per_channel=False, ch_axis=0, symmetric=False, dtype=None,
+                 eps=FLOAT32_EPS):
         self.quant_min, self.quant_max = _qrange(quant_min, quant_max)
+        scheme = ("per_channel_" if per_channel else "per_tensor_") + \
+            ("symmetric" if symmetric else "affine")
+        dtype = ("quint8" if self.quant_min >= 0 else "qint8") if dtype is None else dtype
+        self.spec = qparams_spec(dtype, scheme, False, self.quant_min, self.quant_max, eps)
         if per_channel and ch_axis != 0:
             raise ValueError(f"ch_axis={ch_axis}: per-channel FakeQuant in "
                              f"fused_moving_avg_obs_fake_quant is only supported on axis == 0")
+        self.ch_axis = int(ch_axis)
         self.c = _f32(float(averaging_constant))      # (float) averaging_const
         self.per_channel, self.symmetric = bool(per_channel), bool(symmetric)
         shape = (0,) if per_channel else ()
@@ -132,6 +154,15 @@ class FusedMovingAvgObsFakeQuantize:
     enable_observer, disable_observer = FakeQuantize.enable_observer, FakeQuantize.disable_observer
     enable_fake_quant = FakeQuantize.enable_fake_quant
     disable_fake_quant = FakeQuantize.disable_fake_quant
+    dtype = property(lambda self: self.spec.dtype)
+    qscheme = property(lambda self: self.spec.qscheme)
+    min_val = property(lambda self: self.running_min)
+    max_val = property(lambda self: self.running_max)
+
+    def calculate_qparams(self):
+        """The observer's ``(scale, zero_point)`` from the running min / max (class notes;
+        uncalibrated: torch's warning and ``([1.0], [0])``)."""
+        return calculate_qparams(self.running_min, self.running_max, self.spec, stacklevel=3)
 
     def _observe(self, xa):
         if self.per_channel:

@@ -44,8 +44,9 @@ from ..nn.modules import (BatchNorm1d, BatchNorm2d, Conv2d, Linear, Module, ReLU
 from ..ops.arith import add, div, mul, sqrt, sub
 from ..rounding import cast
 
-__all__ = ["fuse_conv_bn_weights", "fuse_linear_bn_weights", "fuse_modules", "Identity",
-           "ConvReLU2d", "LinearReLU", "BNReLU2d"]
+__all__ = ["fuse_conv_bn_weights", "fuse_linear_bn_weights", "fuse_modules",
+           "fuse_modules_qat", "Identity", "ConvReLU2d", "LinearReLU", "BNReLU2d", "ConvBn2d",
+           "ConvBnReLU2d", "LinearBn1d"]
 
 F32 = "float32"
 
@@ -90,6 +91,26 @@ class BNReLU2d(_Fused):
     """torch.ao.nn.intrinsic.BNReLU2d: children "0" (BatchNorm2d) and "1" (ReLU)."""
 
     parts = (BatchNorm2d, ReLU)
+
+
+class ConvBn2d(_Fused):
+    """torch.ao.nn.intrinsic.ConvBn2d (QAT fusion, unfolded): "0" Conv2d, "1" BatchNorm2d."""
+
+    parts = (Conv2d, BatchNorm2d)
+
+
+class ConvBnReLU2d(_Fused):
+    """torch.ao.nn.intrinsic.ConvBnReLU2d (QAT fusion, unfolded): Conv2d, BatchNorm2d,
+    ReLU."""
+
+    parts = (Conv2d, BatchNorm2d, ReLU)
+
+
+class LinearBn1d(_Fused):
+    """torch.ao.nn.intrinsic.LinearBn1d (QAT fusion, unfolded): "0" Linear, "1"
+    BatchNorm1d."""
+
+    parts = (Linear, BatchNorm1d)
 
 
 # --------------------------------------------------------------------------- weights
@@ -254,9 +275,16 @@ def _fold(mod, bn, path):
     return out
 
 
-def _fuse_group(mods, path):
-    """torch fuse_known_modules: the fused module for a list of modules (eval mode)."""
+_QAT_GROUPS = {(Conv2d, BatchNorm2d): ConvBn2d, (Conv2d, BatchNorm2d, ReLU): ConvBnReLU2d,
+               (Linear, BatchNorm1d): LinearBn1d}
+
+
+def _fuse_group(mods, path, qat=False):
+    """torch fuse_known_modules: the fused module for a list of modules (eval mode, or
+    the unfolded ``is_qat=True`` containers)."""
     kinds = tuple(type(m) for m in mods)
+    if qat and kinds in _QAT_GROUPS:
+        return _QAT_GROUPS[kinds](*copy.deepcopy(mods))
     if kinds == (Conv2d, BatchNorm2d):
         return _fold(mods[0], mods[1], path)
     if kinds == (Conv2d, BatchNorm2d, ReLU):
@@ -298,7 +326,7 @@ def _put(parent, name, module):
         setattr(parent, name, module)
 
 
-def fuse_modules(model, groups, inplace=False):
+def fuse_modules(model, groups, inplace=False, *, _qat=False):
     """Fuse groups of modules of a refcomp model, as torch.ao.quantization.fuse_modules.
 
     Parameters
@@ -350,7 +378,29 @@ def fuse_modules(model, groups, inplace=False):
     for g in groups:
         found = [_parent(model, k) for k in g]
         path = f"[{', '.join(repr(k) for k in g)}]"
-        fused = _fuse_group([m for _, _, m in found], path)
+        fused = _fuse_group([m for _, _, m in found], path, _qat)
         for i, (parent, name, _) in enumerate(found):
             _put(parent, name, fused if i == 0 else Identity())
     return model
+
+
+def fuse_modules_qat(model, groups, inplace=False):
+    """``torch.ao.quantization.fuse_modules_qat``: fusion for quantization-aware training.
+
+    As :func:`fuse_modules`, except that a BatchNorm is NOT folded: (Conv2d, BatchNorm2d),
+    (Conv2d, BatchNorm2d, ReLU) and (Linear, BatchNorm1d) become the containers
+    :class:`ConvBn2d`, :class:`ConvBnReLU2d`, :class:`LinearBn1d` (torch's ``fuse_conv_bn``
+    / ``fuse_conv_bn_relu`` / ``fuse_linear_bn`` with ``is_qat=True``), which
+    :func:`refcomp.quant.qat.prepare_qat` turns into the QAT modules that fold the batch
+    norm into the fake-quantized weight.  The other groups fuse as in :func:`fuse_modules`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refcomp import nn
+    >>> m = nn.Sequential(nn.Conv2d(1, 2, 3, rng=np.random.default_rng(0)),
+    ...                   nn.BatchNorm2d(2), nn.ReLU())
+    >>> [type(c).__name__ for c in fuse_modules_qat(m, ["0", "1", "2"]).layers]
+    ['ConvBnReLU2d', 'Identity', 'Identity']
+    """
+    return fuse_modules(model, groups, inplace, _qat=True)

@@ -52,7 +52,7 @@ from .qmodules import (Quantize, QuantizedConv2d, QuantizedFlatten, QuantizedLin
 from .qparams import QDtype
 
 __all__ = ["QConfig", "get_default_qconfig", "PreparedModel", "prepare", "calibrate",
-           "convert", "quantize_weight"]
+           "convert", "quantize_weight", "convert_passthrough"]
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,22 @@ def get_default_qconfig(name="x86", capability="avx2") -> QConfig:
                      "(or pass a QConfig)")
 
 
-def _qconfig(qconfig) -> QConfig:
-    q = qconfig if isinstance(qconfig, QConfig) else get_default_qconfig(qconfig) \
+def check_qconfig(qconfig, named=None, kinds=None) -> QConfig:
+    """`qconfig` (a QConfig, or a name for `named`, default :func:`get_default_qconfig`)
+    after checking what fbgemm needs: per-tensor quint8 activations, qint8 weights per
+    tensor or per channel on axis 0; `kinds`, a class tuple, restricts the objects the
+    factories make (TypeError naming the role)."""
+    named = named or get_default_qconfig
+    q = qconfig if isinstance(qconfig, QConfig) else named(qconfig) \
         if isinstance(qconfig, str) else None
     if q is None:
         raise TypeError(f"qconfig must be a QConfig or a name, got {qconfig!r}")
     act, w = q.activation(), q.weight()
+    for role, obj in (("activation", act), ("weight", w)):
+        if kinds is not None and not isinstance(obj, kinds):
+            raise TypeError(f"qconfig {q.name!r}: the {role} factory must make one of "
+                            f"{', '.join(k.__name__ for k in kinds)}, got "
+                            f"{type(obj).__name__}")
     if act.dtype is not QDtype.QUINT8 or act.qscheme.per_channel:
         raise ValueError(f"qconfig {q.name!r}: activations must be per-tensor quint8 for "
                          f"fbgemm, got {act.dtype.value} {act.qscheme.value}")
@@ -160,7 +170,7 @@ class PreparedModel:
     """
 
     def __init__(self, model: Sequential, qconfig):
-        self.qconfig = _qconfig(qconfig)
+        self.qconfig = check_qconfig(qconfig)
         self.layers = copy.deepcopy(_layers(model, "prepare"))
         self.observers = {"input": self.qconfig.activation()}
         for i, m in enumerate(self.layers):
@@ -286,6 +296,13 @@ def _convert_layer(i, m, prepared, int16_pairs):
             return QuantizedConv2d(*args, base.conv, relu=relu, int16_pairs=int16_pairs,
                                    name=name)
         return QuantizedLinear(*args, relu=relu, int16_pairs=int16_pairs, name=name)
+    return convert_passthrough(i, m)
+
+
+def convert_passthrough(i, m):
+    """The converted form of layer `i` when it is one that runs on the quantized tensor
+    and keeps its input's qparams (MaxPool2d, Flatten, Identity, ReLU); ValueError naming
+    it otherwise."""
     if isinstance(m, MaxPool2d):
         return QuantizedMaxPool2d(**m.kw)
     if isinstance(m, Flatten):
@@ -294,7 +311,8 @@ def _convert_layer(i, m, prepared, int16_pairs):
         return QuantizedFlatten()
     if isinstance(m, ReLU):
         return QuantizedReLU()
-    raise ValueError(f"convert: {name} is not supported by static quantization")
+    raise ValueError(f"convert: layer {i} ({type(m).__name__}) is not supported by static "
+                     "quantization")
 
 
 def convert(prepared: PreparedModel, int16_pairs=True) -> QuantizedModel:
