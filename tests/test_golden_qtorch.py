@@ -4,45 +4,38 @@ observers, quantize_per_channel, fake quant / LSQ autograd, the fused QAT op, dy
 static quantized kernels, BN fusion) agrees with every case it can run on this machine."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from refcomp import crosscheck, golden
+from refcomp import crosscheck
 from refcomp.crosscheck.torch_backend import TorchBackend
 from refcomp.golden import GoldenError, Tolerance
 from refcomp.golden.compute import compute
 from refcomp.golden.compute_qtorch import OBSERVERS
 from refcomp.golden.compute_qtorch import OPS as QT_OPS
-from refcomp.golden.store import MANIFEST
 
-REPO_GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+from golden_suite import (REPO_GOLDEN, read_cases, regenerates_identically,  # noqa: E402
+                          verify_committed)
+from golden_suite import torch_run as run_on_torch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return {c.name: c for c in golden.read_suite(REPO_GOLDEN, "qtorch")}
+    return read_cases("qtorch")
 
 
 @pytest.fixture(scope="module")
 def torch_run():
-    pytest.importorskip("torch")
-    return crosscheck.run("torch-cpu", REPO_GOLDEN, ["qtorch"], progress=False)
+    return run_on_torch("qtorch")
 
 
 def test_committed_suite_verifies(cases):
-    checked, problems = golden.verify(REPO_GOLDEN, ["qtorch"])
-    assert problems == []
-    assert checked == len(cases) > 100
+    assert verify_committed("qtorch", len(cases)) > 100
 
 
 def test_regeneration_is_byte_identical(tmp_path):
-    golden.generate(["qtorch"], tmp_path)
-    assert (tmp_path / "qtorch.npz").read_bytes() == (REPO_GOLDEN / "qtorch.npz").read_bytes()
-    mine = json.loads((tmp_path / MANIFEST).read_text())["suites"]["qtorch"]
-    assert mine == json.loads((REPO_GOLDEN / MANIFEST).read_text())["suites"]["qtorch"]
-    assert (REPO_GOLDEN / "qtorch.npz").stat().st_size < 2 * 2 ** 20
+    regenerates_identically("qtorch", tmp_path, 2 * 2 ** 20)
 
 
 def test_every_op_and_variant_is_covered(cases):

@@ -155,6 +155,6 @@ def _within(case, gf, wf, fmt, res, output="y"):
         res.assert_close_ratio = (float(np.min(allow[pos] / derived[pos])) if pos.any()
                                   else float("inf"))
     ok = bool(((g >= lo) & (g <= hi)).all())
-    return ("within" if ok else "mismatch"), (f"{tol.rule} bound (accumulator "
-                                               f"{tol.accumulator}): up to "
+    acc = f" (accumulator {tol.accumulator})" if tol.accumulator else ""
+    return ("within" if ok else "mismatch"), (f"{tol.rule} bound{acc}: up to "
                                                f"{res.bound_ulp:g} ulp")

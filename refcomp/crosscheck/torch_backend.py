@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from ..rounding.profiles import PROFILES
-from . import opmap, torch_qtorch
+from . import opmap, torch_distill, torch_prune, torch_qtorch
 from .backend import register
 
 __all__ = ["TorchBackend", "tensor_bits"]
@@ -109,6 +109,11 @@ class TorchBackend(opmap.MappedBackend):
                 return ("torch.ao.quantization's fbgemm kernels run on the CPU only: use "
                         "--backend torch-cpu")
             why = torch_qtorch.machine_reason(self.torch, case)
+        if why is None and case.op in _SUITE_OPS:
+            if self.device != "cpu":
+                return ("the prune / distill cross-checks (masks, derived float32 bounds) "
+                        "are established on the CPU: use --backend torch-cpu")
+            why = torch_prune.reason(case)
         return why
 
     def run(self, case) -> dict:
@@ -119,6 +124,8 @@ class TorchBackend(opmap.MappedBackend):
             with torch_qtorch.torch_settings(torch):
                 out = torch_qtorch.OPS[case.op](torch, case, ins)
             return {k: self._bits(v) for k, v in out.items()}
+        if case.op in _SUITE_OPS:
+            return {k: self._bits(v) for k, v in _SUITE_OPS[case.op](torch, case, ins).items()}
         if case.op in _AFFINE:
             return {"y": self._bits(_AFFINE[case.op](torch, case, ins))}
         if case.op == "cast":
@@ -174,6 +181,9 @@ def _dequantize(torch, case, ins):
         qt = torch._make_per_tensor_quantized_tensor(q.to(dt), s, z)
         return torch.dequantize(qt)
 
+
+#: suites prune and distill (torch.nn.utils.prune, autograd of the distillation losses)
+_SUITE_OPS = {**torch_prune.OPS, **torch_distill.OPS}
 
 _AFFINE = {"quantize_affine": _quantize, "fake_quantize_affine": _fake_quantize,
            "dequantize_affine": _dequantize}

@@ -118,7 +118,9 @@ class Tolerance:
         (see :func:`refcomp.golden.tolerance.bound`).  ``"sum_terms"``: outputs that are
         float sums, in an unspecified order, of terms the op's compute module gives
         (:func:`refcomp.golden.compute_qtorch.sum_terms`): the same any-order bound around
-        the exact sum of those terms.
+        the exact sum of those terms.  ``"derived"``: an elementwise bound
+        ``|backend - golden| <= B`` derived op by op for the evaluation order `source`
+        names (:func:`refcomp.golden.compute_distill.derived_bound` gives ``B``).
     max_ulp : float   for ``"ulp"``
     accumulator : str format name of the accumulator the bound assumes (at least this
                       precision), for ``"sum_any_order"``
@@ -134,7 +136,7 @@ class Tolerance:
     accumulator: str | None = None
     outputs: tuple | None = None
 
-    RULES = ("ulp", "sum_any_order", "sum_terms")
+    RULES = ("ulp", "sum_any_order", "sum_terms", "derived")
 
     def __post_init__(self):
         if self.rule not in self.RULES:

@@ -57,6 +57,25 @@ def _sum_terms(case: Case, output: str):
     return _rows_bound(case, catalog.get(want.kind), rows, want.bits.shape)
 
 
+def _derived(case: Case, output: str):
+    """[golden - B, golden + B] with the op's derived elementwise bound B
+    (:func:`refcomp.golden.compute_distill.derived_bound`), rounded outward into the
+    output format."""
+    from .compute_distill import derived_bound
+    want = case.outputs[output]
+    fmt = catalog.get(want.kind)
+    w = np.asarray(want.values(), np.float64)
+    b = np.asarray(derived_bound(case, output), np.float64)
+    if b.shape != w.shape or not (b >= 0).all():
+        raise GoldenError(f"case {case.name}: the derived bound of {output!r} has shape "
+                          f"{b.shape} (output {w.shape}) or is not >= 0")
+    lo = np.nextafter(w - b, -np.inf)                       # float64 rounding, outward
+    hi = np.nextafter(w + b, np.inf)
+    lo = cast(lo, fmt, "toward_negative")
+    hi = cast(hi, fmt, "toward_positive")
+    return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+
+
 def _rows_bound(case: Case, fmt, rows, shape):
     """[exact sum -/+ gamma_(n-1) sum|t|] of each row, rounded outward into fmt."""
     acc = catalog.get(case.tolerance.accumulator)
@@ -89,5 +108,7 @@ def interval(case: Case, output: str = "y"):
         return _sum_any_order(case)
     if case.tolerance.rule == "sum_terms":
         return _sum_terms(case, output)
+    if case.tolerance.rule == "derived":
+        return _derived(case, output)
     raise GoldenError(f"case {case.name}: tolerance rule {case.tolerance.rule!r} is an ULP "
                       "bound, not an interval")
