@@ -39,3 +39,27 @@ def write_table(name, lines):
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / f"{name}.md").write_text(md)
+
+
+def versions(note=""):
+    """One line for a results report: date, refcomp version and commit, Python, NumPy,
+    Numba, scikit-learn, machine; `note` appended."""
+    import datetime
+    import platform
+    import subprocess
+
+    import numba
+    import numpy as np
+    import sklearn
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
+    from refcomp import __version__
+    return (f"{datetime.date.today().isoformat()}; refcomp {__version__} (commit "
+            f"{commit or 'unknown'}, working tree), Python {platform.python_version()}, "
+            f"numpy {np.__version__}, numba {numba.__version__}, scikit-learn "
+            f"{sklearn.__version__}; {platform.machine()} {platform.system()}, one thread."
+            + (f"  {note}" if note else ""))
+

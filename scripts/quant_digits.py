@@ -40,9 +40,6 @@ import benchlib  # noqa: F401  (first: one thread, refcomp importable)
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -50,9 +47,8 @@ from typing import NamedTuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchlib import ROOT  # noqa: E402
+from benchlib import ROOT, versions  # noqa: E402
 from nn_formats import cnn, mlp  # noqa: E402
-import refcomp  # noqa: E402
 from refcomp import nn, quant  # noqa: E402
 from refcomp.quant import torchao as tao  # noqa: E402
 from refcomp.quant.fq_modules import FusedMovingAvgObsFakeQuantize  # noqa: E402
@@ -67,6 +63,8 @@ NETS = [("MLP 64-128-64-10", mlp, True, [["0", "1"], ["2", "3"]],
         ("CNN 2x(conv3x3+pool)", cnn, False, [["0", "1"], ["3", "4"]],
          {0: "conv1 1-16", 3: "conv2 16-32", 7: "fc 128-10"})]
 F32 = "float32"
+QUANT_NOTE = ("The modelled backends are torch 2.13.0+cpu (x86 / fbgemm, AVX2) and torchao "
+              "0.18.0; torch itself is not run.")
 SHORT = {"float32": "fp32", "dynamic int8": "dynamic int8", "static int8 (PTQ, x86)":
          "static int8", "QAT int8 (x86)": "QAT int8", "int4 weight-only": "int4 w-only",
          "static w2a8 (PTQ)": "PTQ w2a8", "QAT w2a8, fake-quant model": "QAT w2a8 fq",
@@ -255,22 +253,6 @@ def int4_kernel_mlp(model):
 
 
 # --------------------------------------------------------------------------- report
-def versions():
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        commit = ""
-    import numba
-    import sklearn
-    return (f"{datetime.date.today().isoformat()}; refcomp {refcomp.__version__} (commit "
-            f"{commit or 'unknown'}, working tree), Python {platform.python_version()}, "
-            f"numpy {np.__version__}, numba {numba.__version__}, scikit-learn "
-            f"{sklearn.__version__}; {platform.machine()} {platform.system()}, one thread.  "
-            "The modelled backends are torch 2.13.0+cpu (x86 / fbgemm, AVX2) and torchao "
-            "0.18.0; torch itself is not run.")
-
-
 def plot(path, sens, points):
     import matplotlib
     matplotlib.use("Agg")
@@ -478,7 +460,7 @@ def main(argv=None):
            "per-channel zero points, packing padding, module metadata) are not counted.",
            "- **SQNR**: 10 log10(sum z^2 / sum (z - z_q)^2) over all test logits z of "
            "the float32 model.", "",
-           "## Versions", "", versions()]
+           "## Versions", "", versions(QUANT_NOTE)]
     (out / "quant-digits.md").write_text("\n".join(md) + "\n")
     plot(out / "quant-digits.png", sens, points)
     print(f"wrote {out / 'quant-digits.md'} and quant-digits.png in {secs:.0f} s")
