@@ -367,6 +367,21 @@ def test_kd_shape_and_target_errors():
         distill.kd_loss_forward(S2, S2, np.array([0, 3]), "fp32")
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+@pytest.mark.parametrize("target,shown", [
+    (np.array([0, 1, 0]), r"int64 \(3,\)"),
+    (np.array([[0], [1]]), r"int64 \(2, 1\)"),
+    (np.array(0), r"int64 \(\)"),
+    (np.array([0.0, 1.0]), r"float64 \(2,\)"),
+])
+def test_kd_target_checked_whenever_given(alpha, target, shown):
+    """A target that is given is checked even when alpha == 1 skips the CE term."""
+    with pytest.raises(ValueError, match=r"kd_loss: target must be \(2,\) integer class "
+                                         r"indices, got " + shown):
+        distill.kd_loss_forward(S2, S2, target, "fp32", alpha=alpha)
+    distill.kd_loss_forward(S2, S2, Y2, "fp32", alpha=alpha)        # the right shape
+
+
 def test_hint_errors():
     r = np.random.default_rng(0)
     lin = distill.hint_regressor((4,), (3,), r)
@@ -430,3 +445,47 @@ def test_loop_errors():
     with pytest.raises(ValueError, match=r"temperature=0"):
         distill.fit_offline_kd(m, nn.Linear(4, 2, rng=r), data, "fp32", opt, epochs=1,
                                batch_size=4, rng=r, temperature=0)
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+@pytest.mark.parametrize("kw,match", [
+    (dict(temperature=0.0), r"temperature=0\.0 must be"),
+    (dict(temperature=float("nan")), r"temperature=nan must be"),
+    (dict(alpha=1.5), r"alpha=1\.5 must be"),
+    (dict(alpha=-0.5), r"alpha=-0\.5 must be"),
+    (dict(reduction="none"), r"reduction='none' must be"),
+])
+def test_loop_hyperparameters_checked_up_front(epochs, kw, match):
+    """Bad temperature / alpha / reduction are rejected before any batch, also with
+    epochs=0 (which runs no batch), and the models are not touched."""
+    r = np.random.default_rng(0)
+    x, y = r.standard_normal((8, 4)), np.arange(8) % 2
+    data = nn.data.Dataset(x, y, x, y)
+    a, b = nn.Linear(4, 2, rng=r), nn.Linear(4, 2, rng=r)
+    before = (a.state_dict(), b.state_dict())
+    opt = nn.make_optimizer("sgd", "fp32", lr=0.1)
+    with pytest.raises(ValueError, match=r"fit_offline_kd: " + match):
+        distill.fit_offline_kd(a, b, data, "fp32", opt, epochs=epochs, batch_size=4,
+                               rng=r, **kw)
+    with pytest.raises(ValueError, match=r"fit_mutual: " + match):
+        distill.fit_mutual(a, b, data, "fp32", opt, opt, epochs=epochs, batch_size=4,
+                           rng=r, **kw)
+    for m, sd in zip((a, b), before):
+        for k, v in m.state_dict().items():
+            assert np.array_equal(v, sd[k])
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_loop_empty_training_set(epochs):
+    r = np.random.default_rng(0)
+    x, y = r.standard_normal((8, 4)), np.arange(8) % 2
+    data = nn.data.Dataset(x[:0], y[:0], x, y)
+    a, b = nn.Linear(4, 2, rng=r), nn.Linear(4, 2, rng=r)
+    opt = nn.make_optimizer("sgd", "fp32", lr=0.1)
+    with pytest.raises(ValueError, match=r"fit_offline_kd: empty training set "
+                                         r"\(x_train shape \(0, 4\)\)"):
+        distill.fit_offline_kd(a, b, data, "fp32", opt, epochs=epochs, batch_size=4, rng=r)
+    with pytest.raises(ValueError, match=r"fit_mutual: empty training set "
+                                         r"\(x_train shape \(0, 4\)\)"):
+        distill.fit_mutual(a, b, data, "fp32", opt, opt, epochs=epochs, batch_size=4,
+                           rng=r)

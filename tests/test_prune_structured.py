@@ -183,6 +183,62 @@ def test_shrunk_pruned_model_trains():
     assert np.all(res.grads["0.weight_orig"][m == 0] == 0)
 
 
+
+def _flat_bn_net():
+    """Conv2d(1, 3, 3) on 1x4x4 gives 3x2x2: after Flatten, BatchNorm1d(12) feature f
+    belongs to channel f // 4.  Channel 2 (features 8..11) is exactly zero."""
+    r = np.random.default_rng(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, rng=r), nn.ReLU(), nn.Flatten(),
+                        nn.BatchNorm1d(12), nn.Linear(12, 2, rng=r))
+    net.layers[0].params["weight"][2] = 0.0
+    net.layers[0].params["bias"][2] = 0.0
+    return net
+
+
+@pytest.mark.parametrize("feature", [8, 9, 11])
+def test_shrink_strict_batchnorm_after_flatten_checks_the_removed_block(feature):
+    """A nonzero BatchNorm1d bias at any feature of the removed channel's block is a real
+    change of function: strict rejects it, naming the channel."""
+    net = _flat_bn_net()
+    x = np.random.default_rng(5).random((4, 1, 4, 4))
+    loose = S.shrink(net, {0: [0, 1]})
+    assert _same_bits(loose(x, "fp32-sequential", train=False)[0],
+                      net(x, "fp32-sequential", train=False)[0])
+    net.layers[3].params["bias"][feature] = 0.5
+    assert not _same_bits(S.shrink(net, {0: [0, 1]})(x, "fp64", train=False)[0],
+                          net(x, "fp64", train=False)[0])
+    with pytest.raises(ValueError, match=r"BatchNorm1d \(layer 3\) maps zero to nonzero "
+                                         r"for units \[2\]"):
+        S.shrink(net, {0: [0, 1]}, strict=True)
+
+
+def test_shrink_strict_batchnorm_after_flatten_running_mean_block():
+    """running_mean != 0 in the removed block is a problem unless the weight there is 0."""
+    net = _flat_bn_net()
+    bn = net.layers[3]
+    bn.buffers["running_mean"][10] = 0.25
+    with pytest.raises(ValueError, match=r"for units \[2\]"):
+        S.shrink(net, {0: [0, 1]}, strict=True)
+    bn.params["weight"][10] = 0.0
+    S.shrink(net, {0: [0, 1]}, strict=True)
+
+
+def test_shrink_strict_batchnorm_after_flatten_accepts_kept_features():
+    """Nonzero BatchNorm1d entries at features of kept channels (0 .. 7) are no problem:
+    the shrunk model computes the same function, bit for bit."""
+    net = _flat_bn_net()
+    bn = net.layers[3]
+    bn.params["bias"][2] = 0.5                   # features 0..3: channel 0, kept
+    bn.buffers["running_mean"][1] = 0.25         # channel 0
+    bn.params["bias"][6] = -0.125                # channel 1
+    bn.buffers["running_mean"][5] = 0.5          # channel 1
+    small = S.shrink(net, {0: [0, 1]}, strict=True)
+    assert small.layers[3].params["bias"].tolist() == bn.params["bias"][:8].tolist()
+    x = np.random.default_rng(5).random((4, 1, 4, 4))
+    assert _same_bits(small(x, "fp32-sequential", train=False)[0],
+                      net(x, "fp32-sequential", train=False)[0])
+
+
 # ----------------------------------------------------------------------------- selection
 @pytest.mark.parametrize("n", [1, 2, math.inf])
 @pytest.mark.parametrize("amount", [1, 3, 0.5])
@@ -200,6 +256,26 @@ def test_select_channels_is_ln_structured(n, amount):
     assert again.tolist() == np.flatnonzero(m.reshape(8, -1).any(axis=1)).tolist()
     small = S.shrink(net, {4: again})
     assert small.layers[7].params["weight"].shape == (12, 16 * again.size)
+
+
+def test_select_channels_ranks_the_tensor_of_the_last_pruning():
+    """Like ln_structured (and torch), select_channels ranks the pruned tensor saved at
+    the last pruning or forward call, not the current mask * weight_orig: an update of
+    weight_orig without a forward does not change the ranking until the next forward."""
+    net = _convnet()
+    layer = net.layers[4]
+    prune.ln_structured(layer, "weight", 2, 1, 0)
+    live = np.flatnonzero(layer.buffers["weight_mask"].reshape(8, -1).any(axis=1))
+    saved = prune.pruned_tensor(layer, "weight").reshape(8, -1)
+    top = live[np.argmax(np.abs(saved[live]).sum(axis=1))]
+    layer.params["weight_orig"][top] *= 1e-6       # now the smallest, but not yet seen
+    for what in ("stale", "after forward"):
+        keep = S.select_channels(net, 4, 1, 1)
+        ref = prune.ln_structured(copy.deepcopy(layer), "weight", 1, 1, 0)
+        m = ref.buffers["weight_mask"].reshape(8, -1)
+        assert keep.tolist() == np.flatnonzero(m.any(axis=1)).tolist()
+        assert (top in keep.tolist()) == (what == "stale")
+        net(_x(2), "fp64", train=False)             # refreshes the saved tensor
 
 
 def test_select_then_shrink_is_not_strict():

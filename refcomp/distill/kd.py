@@ -3,11 +3,15 @@ Knowledge in a Neural Network", 2015): the loss on the student's logits and its 
 
 ``L = alpha * T**2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)``
 
-with the KL term exactly torch 2.13's
+with the KL term given by the formula of torch 2.13's
 ``F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1), reduction=...)`` (or, with
 ``log_target=True``, ``F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1),
 reduction=..., log_target=True)``) and the cross-entropy ``F.cross_entropy(s, y)``
-(``torch/nn/functional.py``; reductions of ``aten/src/ATen/native/Loss.cpp``).
+(``torch/nn/functional.py``; reductions of ``aten/src/ATen/native/Loss.cpp``).  The
+formula and reductions are torch's, evaluated in float64, not torch's operation order:
+the pointwise KL term here is ``p * (log p - lq)`` where torch computes
+``xlogy(p, p) - p * lq``, so results agree with torch within the error bounds the tests
+derive, not bit for bit.
 
 As the engine's losses (:mod:`refcomp.nn.loss`), the loss is evaluated in float64 and
 rounded once into ``policy.activations``; the gradient with respect to the student logits
@@ -61,6 +65,7 @@ def kd_loss_forward(student_logits, teacher_logits, target, policy, temperature=
         unchanged).  The teacher's are constants (no gradient).
     target : array_like of int, shape (N,), or None
         Class indices for the cross-entropy term; may be None only when ``alpha == 1``.
+        A given target is checked (shape and integer type) even when ``alpha == 1``.
     policy : Policy or str
         Numeric policy: the loss is rounded into its activation format.
     temperature : float
@@ -90,8 +95,8 @@ def kd_loss_forward(student_logits, teacher_logits, target, policy, temperature=
     backward mirrors): ``zs = s / T``, ``lq = (zs - max) - log(sum exp(zs - max))``;
     teacher ``p = e / sum(e)``, ``e = exp(t / T - max)`` (``log_target``: ``lp`` the
     log-softmax of ``t / T`` and ``p = exp(lp)``); pointwise KL ``p (log p - lq)`` (0 where
-    ``p == 0``; ``log_target``: ``p (lp - lq)``) summed and divided by ``D`` (N, N * C or
-    1); ``A = alpha * T * T`` (two float64 roundings, as Python evaluates torch's
+    ``p == 0``; torch evaluates ``xlogy(p, p) - p * lq``; ``log_target``:
+    ``p (lp - lq)``) summed and divided by ``D`` (N, N * C or 1); ``A = alpha * T * T`` (two float64 roundings, as Python evaluates torch's
     expression); ``L = A * KL + (1 - alpha) * CE``, CE from
     :func:`refcomp.nn.loss.cross_entropy_forward` in float64.  The gradient (for
     ``dloss = 1``):
@@ -129,8 +134,14 @@ def kd_loss_forward(student_logits, teacher_logits, target, policy, temperature=
     N, C = s.shape
     if N == 0:
         raise ValueError(f"{name}: empty batch (logits shape {s.shape})")
-    if target is None and a != 1.0:
-        raise ValueError(f"{name}: target=None needs alpha == 1 (got alpha={alpha!r})")
+    if target is None:
+        if a != 1.0:
+            raise ValueError(f"{name}: target=None needs alpha == 1 (got alpha={alpha!r})")
+    else:                    # checked even when alpha == 1 skips the CE term
+        y = np.asarray(target)
+        if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name}: target must be ({N},) integer class indices, got "
+                             f"{y.dtype} {y.shape}")
     lq = _log_softmax(s / T)                                        # (N, C)
     zt = t / T
     if log_target:

@@ -27,7 +27,8 @@ import numpy as np
 from ..nn.data import batches
 from ..nn.policy import get_policy
 from ..nn.train import History, predict, prepare, train_step
-from .kd import kd_loss_backward, kd_loss_forward
+from ._check import check_alpha, check_reduction, check_temperature
+from .kd import KD_REDUCTIONS, kd_loss_backward, kd_loss_forward
 
 __all__ = ["MutualHistory", "fit_offline_kd", "fit_mutual"]
 
@@ -81,6 +82,17 @@ def _record(h: History, total, n, skipped, acc, p):
     h.scale.append(p.loss_scale)
 
 
+def _check_loop(data, epochs, batch_size, rng, temperature, alpha, reduction, name):
+    """Every argument check of a loop, before any model is touched (also for epochs=0)."""
+    _check_epochs(epochs, batch_size, rng, name)
+    check_temperature(temperature, name)
+    check_alpha(alpha, name)
+    check_reduction(reduction, name, KD_REDUCTIONS)
+    if len(data.x_train) == 0:
+        raise ValueError(f"{name}: empty training set (x_train shape "
+                         f"{np.shape(data.x_train)})")
+
+
 def _check_epochs(epochs, batch_size, rng, name):
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"{name}: epochs={epochs!r} must be an integer >= 0")
@@ -121,6 +133,12 @@ def fit_offline_kd(student, teacher, data, policy, optimizer, *, epochs, batch_s
     refcomp.nn.History
         Mean KD loss per epoch and the student's test accuracy after each epoch.
 
+    Raises
+    ------
+    ValueError
+        Bad epochs, batch_size, temperature, alpha or reduction, or an empty training
+        set, all checked before the student is touched (also with ``epochs=0``).
+
     Examples
     --------
     >>> import numpy as np
@@ -136,7 +154,8 @@ def fit_offline_kd(student, teacher, data, policy, optimizer, *, epochs, batch_s
     >>> len(h.train_loss)
     2
     """
-    _check_epochs(epochs, batch_size, rng, "fit_offline_kd")
+    _check_loop(data, epochs, batch_size, rng, temperature, alpha, reduction,
+                "fit_offline_kd")
     p = get_policy(policy)
     tp = p if teacher_policy is None else get_policy(teacher_policy)
     prepare(student, p)
@@ -187,7 +206,7 @@ def fit_mutual(model_a, model_b, data, policy, optimizer_a, optimizer_b, *, epoc
     >>> len(h.a.train_loss), len(h.b.train_loss)
     (1, 1)
     """
-    _check_epochs(epochs, batch_size, rng, "fit_mutual")
+    _check_loop(data, epochs, batch_size, rng, temperature, alpha, reduction, "fit_mutual")
     if model_a is model_b:
         raise ValueError("fit_mutual: model_a and model_b are the same object; mutual "
                          "learning needs two networks")

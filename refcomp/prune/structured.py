@@ -58,7 +58,7 @@ from ..nn.modules import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dro
                           Flatten, GELU, LeakyReLU, Linear, MaxPool2d, Module, ReLU,
                           Sequential, Sigmoid, Tanh)
 from .methods import LnStructured, combine_mask
-from .reparam import _masked, _reparam
+from .reparam import _masked, _reparam, pruned_tensor
 from .sparse import dense_nbytes
 
 __all__ = ["shrink", "shrink_pruned", "keep_from_masks", "select_channels",
@@ -181,6 +181,21 @@ def _expand(model, i, j, keep, C, size, flat, what):
     return keep
 
 
+def _norm_keeps_zero(bn, f) -> bool:
+    """Whether the BatchNorm `bn` maps zero to exactly zero at every feature in `f`:
+    bias 0 and (running_mean 0 or weight 0) at each."""
+    g, be, rm = (_effective(bn, k) for k in ("weight", "bias", "running_mean"))
+    ok = np.ones(len(f), bool)
+    if be is not None:
+        ok &= be[f] == 0
+    if rm is not None:
+        zero = rm[f] == 0
+        if g is not None:
+            zero |= g[f] == 0
+        ok &= zero
+    return bool(np.all(ok))
+
+
 def _dead_problems(model, i, removed):
     """Why removed units of layer i would not be exactly zero at the next weighted layer
     (empty when they are)."""
@@ -194,12 +209,17 @@ def _dead_problems(model, i, removed):
     bad = [u for u in removed if b is not None and b[u] != 0]
     if bad:
         out.append(f"bias entries {bad} are not zero")
+    C = _units(m)
+    flat = False
     for j, kind in _plan(model, i, "shrink"):
         n = model.layers[j]
-        if kind == "norm":
-            g, be, rm = (_effective(n, k) for k in ("weight", "bias", "running_mean"))
-            bad = [u for u in removed if (be is not None and be[u] != 0) or
-                   (rm is not None and rm[u] != 0 and (g is None or g[u] != 0))]
+        if kind == "flatten":
+            flat = True
+        elif kind == "norm":
+            size = _size(n)
+            # after a Flatten, unit u owns the features u*H*W .. (u+1)*H*W - 1 (_expand)
+            bad = [u for u in removed if not _norm_keeps_zero(
+                n, _expand(model, i, j, np.array([u]), C, size, flat, "shrink"))]
             if bad:
                 out.append(f"{_label(model, j)} maps zero to nonzero for units {bad} "
                            "(needs bias 0 and weight 0 or running_mean 0)")
@@ -368,7 +388,10 @@ def shrink_pruned(model, strict=True, name="weight"):
 def select_channels(model, layer, amount, n=1) -> np.ndarray:
     """The units of `layer` that ``ln_structured(model.layers[layer], "weight", amount,
     n, dim=0)`` would keep (same amount rounding, norms and tie rule; a pruned weight ranks
-    only its live units), without changing the model.
+    only its live units), without changing the model.  Like ``ln_structured`` (and
+    torch), a pruned weight is ranked as :func:`refcomp.prune.pruned_tensor` gives it: the
+    masked tensor saved at the last pruning or forward call, not the current
+    ``weight_mask * weight_orig``.
 
     Parameters
     ----------
@@ -397,7 +420,7 @@ def select_channels(model, layer, amount, n=1) -> np.ndarray:
     _check_model(model, what)
     layer = _check_layer(model, layer, what)
     m = model.layers[layer]
-    w = np.asarray(_effective(m, "weight"))
+    w = np.asarray(pruned_tensor(m, "weight"))     # what ln_structured ranks (torch's)
     rp = _reparam(m)
     old = m.buffers["weight_mask"] if rp is not None and "weight" in rp.tensors else \
         np.ones(w.shape)
