@@ -4,6 +4,7 @@ committed cases, verify them, regenerate byte for byte, run the torch-cpu cross-
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from refcomp import crosscheck, golden
@@ -39,3 +40,24 @@ def regenerates_identically(suite, tmp_path, max_bytes):
     mine = json.loads((tmp_path / MANIFEST).read_text())["suites"][suite]
     assert mine == json.loads((REPO_GOLDEN / MANIFEST).read_text())["suites"][suite]
     assert (REPO_GOLDEN / npz).stat().st_size < max_bytes
+
+
+def tampered_backend(flips):
+    """torch-cpu with one bit of one output of chosen cases flipped: ``flips`` maps a case
+    name to ``(output, flat index, bit)``."""
+    from refcomp.crosscheck.torch_backend import TorchBackend
+
+    class Tampered(TorchBackend):
+        def __init__(self):
+            super().__init__("cpu")
+
+        def run(self, case):
+            out = super().run(case)
+            if case.name in flips:
+                k, i, shift = flips[case.name]
+                v = out[k].copy()
+                v.reshape(-1)[i] ^= np.array(1 << shift, v.dtype)
+                out[k] = v
+            return out
+
+    return Tampered()

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from refcomp import crosscheck
-from refcomp.crosscheck.torch_backend import TorchBackend
 from refcomp.crosscheck.torch_prune import TIE_REASON
 from refcomp.golden.compute_prune import OPS as PRUNE_OPS
 from refcomp.golden.suites_prune import tie_free
 from refcomp.prune import compute_nparams_toprune
 
 from golden_suite import (REPO_GOLDEN, read_cases, regenerates_identically,  # noqa: E402
-                          verify_committed)
+                          tampered_backend, verify_committed)
 from golden_suite import torch_run as run_on_torch  # noqa: E402
 
 
@@ -137,23 +136,6 @@ def test_torch_agrees_with_every_tie_free_case(torch_run, cases):
             assert r.message == TIE_REASON
 
 
-class _Tampered(TorchBackend):
-    """torch-cpu, with one bit of one output of chosen cases flipped."""
-
-    def __init__(self, flips):
-        super().__init__("cpu")
-        self.flips = flips
-
-    def run(self, case):
-        out = super().run(case)
-        if case.name in self.flips:
-            k, i, shift = self.flips[case.name]
-            v = out[k].copy()
-            v.reshape(-1)[i] ^= np.array(1 << shift, v.dtype)
-            out[k] = v
-        return out
-
-
 def test_tampered_outputs_are_caught():
     pytest.importorskip("torch")
     flips = {"prune/l1_unstructured/5x6/amount=0.3": ("mask", 0, 0),
@@ -162,7 +144,7 @@ def test_tampered_outputs_are_caught():
              "prune/global_unstructured/3_tensors/pre=0.25/amount=0.5": ("y2", 1, 0),
              "prune/nm/8x16/2of4": ("mask", 5, 0),
              "prune/to_csr/6x10/pruned=0.6": ("indices", 2, 0)}
-    cc = crosscheck.run(_Tampered(flips), REPO_GOLDEN, ["prune"], progress=False)
+    cc = crosscheck.run(tampered_backend(flips), REPO_GOLDEN, ["prune"], progress=False)
     st = {r.case: r.status for r in cc.results}
     assert set(flips) <= set(st)
     assert {st[k] for k in flips} == {"mismatch"}

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from ..rounding.profiles import PROFILES
-from . import opmap, torch_distill, torch_prune, torch_qtorch
+from . import opmap, torch_amp, torch_distill, torch_prune, torch_qtorch
 from .backend import register
 
 __all__ = ["TorchBackend", "tensor_bits"]
@@ -111,8 +111,9 @@ class TorchBackend(opmap.MappedBackend):
             why = torch_qtorch.machine_reason(self.torch, case)
         if why is None and case.op in _SUITE_OPS:
             if self.device != "cpu":
-                return ("the prune / distill cross-checks (masks, derived float32 bounds) "
-                        "are established on the CPU: use --backend torch-cpu")
+                return ("the prune / distill / amp cross-checks (masks, derived float32 "
+                        "bounds, GradScaler) are established on the CPU: use --backend "
+                        "torch-cpu")
             why = torch_prune.reason(case)
         return why
 
@@ -182,8 +183,9 @@ def _dequantize(torch, case, ins):
         return torch.dequantize(qt)
 
 
-#: suites prune and distill (torch.nn.utils.prune, autograd of the distillation losses)
-_SUITE_OPS = {**torch_prune.OPS, **torch_distill.OPS}
+#: suites prune, distill and amp (torch.nn.utils.prune, autograd of the distillation
+#: losses, torch.amp.GradScaler)
+_SUITE_OPS = {**torch_prune.OPS, **torch_distill.OPS, **torch_amp.OPS}
 
 _AFFINE = {"quantize_affine": _quantize, "fake_quantize_affine": _fake_quantize,
            "dequantize_affine": _dequantize}

@@ -138,10 +138,10 @@ OPTIONAL: dict = {}
 
 
 def _merge():
-    from . import (compute_distill, compute_gemm, compute_nn, compute_prune, compute_qtorch,
-                   compute_quant)
+    from . import (compute_amp, compute_distill, compute_gemm, compute_nn, compute_prune,
+                   compute_qtorch, compute_quant)
     for mod in (compute_quant, compute_gemm, compute_nn, compute_qtorch, compute_prune,
-                compute_distill):
+                compute_distill, compute_amp):
         OPS.update(mod.OPS)
         INPUTS.update(mod.INPUTS)
         OPTIONAL.update(getattr(mod, "OPTIONAL", {}))
