@@ -1,38 +1,18 @@
 """Smoke test of scripts/kd_digits.py (issue 8, section 4): its main function runs on a
 tiny budget and writes the report and the plot."""
 
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS")
+from script_import import import_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def kd_digits():
-    """Import the script as the scripts do (their directory on sys.path); benchlib's
-    one-thread environment variables are put back afterwards."""
-    saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import kd_digits
-    finally:
-        sys.path.remove(str(SCRIPTS))
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
-    return kd_digits
+    return import_script("kd_digits")
 
 
 def test_kd_digits_tiny_budget(kd_digits, tmp_path):
