@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 
 from benchlib import ROOT, versions  # noqa: E402
 from nn_formats import cnn  # noqa: E402
-from refcomp import distill, nn  # noqa: E402
+from quant_digits import train  # noqa: E402
+from refcomp import distill, nn, prune  # noqa: E402
 
 TEACHER = "CNN 2x(conv3x3+pool)"
 #: student name -> layer widths; the first one is the primary student (grid, DML)
@@ -77,20 +78,15 @@ def student(widths, seed):
     return nn.Sequential(*layers)
 
 
-def n_params(model):
-    return sum(v.size for v in model.named_parameters().values())
-
-
 def sgd(seed):
     return nn.make_optimizer("sgd", POLICY, lr=LR, momentum=MOMENTUM,
                              rng=np.random.default_rng(seed + 1))
 
 
 def train_teacher(epochs, seed=0):
-    """nn_formats.run for the CNN under fp32: returns (model, History)."""
-    model = cnn(seed)
-    hist = nn.fit(model, nn.data.load_digits(flat=False), POLICY, sgd(seed), epochs=epochs,
-                  batch_size=BATCH, rng=np.random.default_rng(seed + 2))
+    """nn_formats.run for the CNN under fp32 (:func:`quant_digits.train`): returns
+    (model, History)."""
+    model, _, hist = train(cnn, False, epochs, seed)
     return model, hist
 
 
@@ -291,7 +287,7 @@ def main(argv=None):
     cache = {}                  # (student, T, alpha, seed) -> History of a KD run
     params = {}
     for name, widths in STUDENTS.items():
-        params[name] = n_params(student(widths, 0))
+        params[name] = prune.parameter_count(student(widths, 0))
         methods = ["plain (cross-entropy)", kd_label]
         if name == PRIMARY and not a.no_mutual:
             methods.append(dml_label)
@@ -341,7 +337,7 @@ def main(argv=None):
           f"momentum {MOMENTUM:g}, batch {BATCH}, {a.epochs} epochs for every network (the "
           f"optimizer and budget of `scripts/nn_formats.py`, no tuning).  Produced by "
           f"`{cmd}` in {secs:.0f} s.", "",
-          f"**Teacher**: the {TEACHER} of `nn_formats.py` (`cnn(0)`, {n_params(tmodel)} "
+          f"**Teacher**: the {TEACHER} of `nn_formats.py` (`cnn(0)`, {prune.parameter_count(tmodel)} "
           f"parameters), trained once with cross-entropy: test accuracy **{t_acc:.4f}**, "
           f"training accuracy {t_train:.4f}.  It reads the students' flat inputs reshaped "
           f"to 8x8 images and runs in eval mode.", "",

@@ -53,33 +53,9 @@ from refcomp import nn  # noqa: E402
 from refcomp.nn.loss import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 from refcomp.nn.policy import round_to  # noqa: E402
 
-try:
-    from refcomp.amp import GradScaler  # noqa: E402
-    SCALER_SOURCE = "`refcomp.amp.GradScaler`"
-except ImportError:                               # FALLBACK STAND-IN (refcomp.amp absent)
-    SCALER_SOURCE = ("a stand-in of `refcomp.amp.GradScaler` inside the script "
-                     "(refcomp.amp was not importable when this ran)")
+from refcomp.amp import GradScaler  # noqa: E402
 
-    class GradScaler:
-        """FALLBACK STAND-IN for refcomp.amp.GradScaler (torch.amp.GradScaler's scale
-        update): backoff on an inf/NaN step, growth after `growth_interval` clean steps."""
-
-        def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
-                     growth_interval=2000):
-            self.scale = float(init_scale)
-            self.growth_factor, self.backoff_factor = growth_factor, backoff_factor
-            self.growth_interval, self._tracker = growth_interval, 0
-
-        def update(self, found_inf):
-            if found_inf:
-                self.scale *= self.backoff_factor
-                self._tracker = 0
-            else:
-                self._tracker += 1
-                if self._tracker == self.growth_interval:
-                    self.scale *= self.growth_factor
-                    self._tracker = 0
-
+SCALER_SOURCE = "`refcomp.amp.GradScaler`"
 NETS = {"mlp": ("MLP 64-128-64-10", mlp, True), "cnn": ("CNN 2x(conv3x3+pool)", cnn, False)}
 LR, MOMENTUM, BATCH = 0.05, 0.9, 32
 FP16_TINY, FP16_MIN_NORMAL, FP16_MAX = 2.0 ** -24, 2.0 ** -14, 65504.0

@@ -40,7 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchlib import ROOT, versions  # noqa: E402
+from benchlib import ROOT, best, versions  # noqa: E402
 from nn_formats import cnn, mlp  # noqa: E402
 from quant_digits import train, weighted  # noqa: E402
 from refcomp import nn, prune  # noqa: E402
@@ -197,8 +197,7 @@ def structured_rows(model, data, a, log):
     hidden = weighted(model)[:-1]
 
     def fwd_time(m):
-        nn.predict(m, x[:64], "fp32")
-        return min(_timed(lambda: nn.predict(m, x, "fp32")) for _ in range(20))
+        return best(lambda: nn.predict(m, x, "fp32"), repeat=20)
 
     full_t = fwd_time(model)
     rows.append(("none", prune.parameter_count(model), accuracy(model, data), None, full_t))
@@ -212,12 +211,6 @@ def structured_rows(model, data, a, log):
         log(f"  structured {frac:.2f}: {rows[-1][1]} parameters, {acc0:.4f} -> "
             f"{rows[-1][3]:.4f}")
     return rows
-
-
-def _timed(f):
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
 
 
 def plot(path, results):

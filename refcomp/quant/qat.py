@@ -73,7 +73,7 @@ from ..nn.activation import relu_backward, relu_forward
 from ..nn.linear import conv2d_backward, conv2d_forward, linear_backward, linear_forward
 from ..nn.modules import (BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
                           Module, ReLU, Sequential)
-from ..rounding import cast
+from .fake_quant import _x as _f32   # float32 values, exact for float32 input
 from .fq_modules import FakeQuantize, FusedMovingAvgObsFakeQuantize
 from .fuse import (ConvBn2d, ConvBnReLU2d, ConvReLU2d, Identity, LinearBn1d, LinearReLU,
                    fuse_conv_bn_weights, fuse_linear_bn_weights)
@@ -117,13 +117,6 @@ def get_default_qat_qconfig(name="x86") -> QConfig:
             name)
     raise ValueError(f"unknown QAT qconfig {name!r}; expected 'x86', 'fbgemm' or "
                      "'default' (or pass a QConfig of fake-quant factories)")
-
-
-def _f32(v):
-    """float32 array of `v`'s values (exact for float32 values, else nearest even)."""
-    a = np.asarray(v)
-    return a if a.dtype == F32 else np.asarray(cast(a.astype(np.float64), "float32",
-                                                    dtype=F32))
 
 
 def _sum_to(g, axes, shape):
